@@ -1,0 +1,91 @@
+# Operations toolkit: every target is listed by `make help`.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+VENV     := .venv
+BIN      := $(CURDIR)/$(VENV)/bin
+PYTHON   ?= python3
+ENV      ?= local
+SCENARIO ?=
+INVENTORY := inventories/$(ENV)/hosts.yml
+
+export PATH := $(BIN):$(PATH)
+export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
+export PY_COLORS := 1
+export ANSIBLE_FORCE_COLOR := 1
+
+.PHONY: help
+help: ## List every target with what it does
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) \
+	  | awk 'BEGIN {FS = ":.*## "}; {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
+
+# --- Setup -------------------------------------------------------------------------------------
+
+.PHONY: setup
+setup: $(VENV)/.installed ## Create .venv with the pinned tooling and check the collections
+	@$(BIN)/python scripts/check_collections.py requirements.yml
+
+$(VENV)/.installed: requirements-dev.txt
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
+	@touch $@
+
+.PHONY: engine
+engine: ## Make sure a Docker engine answers (installs Debian's docker.io when it can)
+	@scripts/ensure-docker.sh
+
+.PHONY: apt-cache
+apt-cache: ## Run apt-cacher-ng so test hosts download each Debian package once
+	@scripts/ensure-apt-cache.sh
+
+.PHONY: images
+images: engine ## Build the Debian 12/13 systemd test-host images (only when missing or changed)
+	@scripts/build-images.sh
+
+# --- Tests -------------------------------------------------------------------------------------
+
+.PHONY: lint
+lint: setup ## ansible-lint (production profile), yamllint, ruff
+	yamllint --strict .
+	ansible-lint --profile production
+	ruff check .
+	ruff format --check .
+
+.PHONY: unit
+unit: setup ## Unit tests of plugins and scripts (pytest)
+	pytest
+
+.PHONY: molecule
+molecule: setup images apt-cache ## Every Molecule scenario, or one: make molecule SCENARIO=base
+	@if [ -n "$(SCENARIO)" ]; then molecule test -s $(SCENARIO); else molecule test --all; fi
+
+.PHONY: test
+test: ## Everything CI runs: lint, unit, molecule
+	@start=$$(date +%s); \
+	$(MAKE) --no-print-directory lint unit molecule; \
+	echo "make test: passed in $$(( $$(date +%s) - start )) s"
+
+# --- Operate -----------------------------------------------------------------------------------
+
+.PHONY: sandbox
+sandbox: setup images apt-cache ## Start the local sandbox host (a systemd container standing in for the VPS)
+	ansible-playbook playbooks/sandbox.yml
+
+.PHONY: deploy
+deploy: setup ## Provision and deploy ENV (default: local sandbox; ENV=production for real hosts)
+	@start=$$(date +%s); \
+	if [ "$(ENV)" = local ]; then $(MAKE) --no-print-directory sandbox; fi; \
+	ansible-playbook -i $(INVENTORY) playbooks/site.yml; \
+	echo "make deploy: $(ENV) done in $$(( $$(date +%s) - start )) s"
+
+.PHONY: clean
+clean: ## Remove the sandbox host and local state (keeps .venv and images)
+	-docker rm -f toolkit-sandbox >/dev/null 2>&1
+	rm -rf .local .pytest_cache .ruff_cache
+
+.PHONY: distclean
+distclean: clean ## Also remove .venv and the test-host images
+	rm -rf $(VENV)
+	-docker images --format '{{.Repository}}:{{.Tag}}' 'toolkit/systemd-debian' | xargs -r docker rmi
