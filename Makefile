@@ -8,6 +8,7 @@ BIN      := $(CURDIR)/$(VENV)/bin
 PYTHON   ?= python3
 ENV      ?= local
 SCENARIO ?=
+ANSIBLE_ARGS ?=
 INVENTORY := inventories/$(ENV)/hosts.yml
 
 export PATH := $(BIN):$(PATH)
@@ -77,12 +78,12 @@ sandbox: setup images apt-cache ## Start the local sandbox host (a systemd conta
 deploy: setup ## Provision and deploy ENV (default: local sandbox; ENV=production for real hosts)
 	@start=$$(date +%s); \
 	if [ "$(ENV)" = local ]; then $(MAKE) --no-print-directory sandbox; fi; \
-	ansible-playbook -i $(INVENTORY) playbooks/site.yml; \
+	ansible-playbook -i $(INVENTORY) playbooks/site.yml $(ANSIBLE_ARGS); \
 	echo "make deploy: $(ENV) done in $$(( $$(date +%s) - start )) s"
 
 .PHONY: clean
 clean: ## Remove the sandbox host and local state (keeps .venv and images)
-	-docker rm -f toolkit-sandbox >/dev/null 2>&1
+	-docker rm -f -v toolkit-sandbox >/dev/null 2>&1
 	rm -rf .local .pytest_cache .ruff_cache
 
 .PHONY: distclean
