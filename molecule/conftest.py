@@ -14,6 +14,45 @@ import pytest
 PROJECT = Path(__file__).resolve().parents[1]
 
 
+SIBLING_IMAGE = "toolkit/systemd-debian:trixie"
+
+
+def from_sibling(script: str) -> str:
+    """Run a bash script in a sibling container: another machine on the test hosts' network."""
+    done = subprocess.run(
+        ["docker", "run", "--rm", "--entrypoint", "bash", SIBLING_IMAGE, "-c", script],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return done.stdout
+
+
+def tcp_state(address: str, port: int, timeout: int = 3) -> str:
+    """Try a TCP connection to ``address:port`` from a sibling container.
+
+    Returns "open" (connected), "refused" (the host answered with a reset: nothing listens, or a
+    REJECT), or "filtered" (no answer within ``timeout`` seconds: a DROP).
+    """
+    output = from_sibling(f"timeout {timeout} bash -c '</dev/tcp/{address}/{port}'; echo $?")
+    code = int(output.strip().splitlines()[-1])
+    return {0: "open", 124: "filtered"}.get(code, "refused")
+
+
+def http_get(host: object, url: str) -> str:
+    """GET ``url`` from the test host itself; the body, or "" when nothing answered."""
+    script = (
+        "import sys, urllib.request; print(urllib.request.urlopen(sys.argv[1], timeout=5).read().decode())"
+    )
+    result = host.run(f"python3 -c '{script}' {url}")  # type: ignore[attr-defined]
+    return result.stdout.strip() if result.rc == 0 else ""
+
+
+def host_address(host: object) -> str:
+    """The test host's address on the controller's Docker network (what siblings connect to)."""
+    return host.interface("eth0").addresses[0]  # type: ignore[attr-defined]
+
+
 @dataclass(frozen=True)
 class PlaybookRun:
     """The outcome of one ansible-playbook run against a test host."""
@@ -31,6 +70,12 @@ def _recap(output: str, host: str) -> dict[str, int]:
             pairs = (word.split("=", 1) for word in words[2:] if "=" in word)
             return {key: int(value) for key, value in pairs}
     return {}
+
+
+@pytest.fixture(scope="session")
+def test_key() -> Path:
+    """The private half of the deploy user's authorized key (made by molecule/shared/prepare.yml)."""
+    return Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "test_ed25519"
 
 
 @pytest.fixture
@@ -62,3 +107,27 @@ def run_playbook(host: object) -> Callable[..., PlaybookRun]:
         return PlaybookRun(done.returncode, output, _recap(output, name))
 
     return run
+
+
+TINY_IMAGE = "toolkit/busybox:test"
+
+
+@pytest.fixture
+def tiny_image(host: object) -> str:
+    """A small image in the test host's own Docker engine: static busybox, built on the host.
+
+    No registry is reachable, so the image is made from Debian's busybox-static package. It
+    serves /www over HTTP with ``httpd -f -p PORT -h /www`` and has ``nc`` for probes (its
+    ``wget`` crashes in Debian 12's static build).
+    """
+    if host.run(f"docker image inspect {TINY_IMAGE}").rc != 0:  # type: ignore[attr-defined]
+        host.check_output(  # type: ignore[attr-defined]
+            "DEBIAN_FRONTEND=noninteractive apt-get install -y -q busybox-static >/dev/null"
+            " && rm -rf /tmp/tiny && mkdir -p /tmp/tiny/bin /tmp/tiny/www"
+            " && cp /bin/busybox /tmp/tiny/bin/busybox"
+            " && for applet in sh cat sleep httpd nc; do ln -s busybox /tmp/tiny/bin/$applet; done"
+            " && echo tiny-ok > /tmp/tiny/www/index.html"
+            " && tar -C /tmp/tiny -c . | docker import -c 'ENV PATH=/bin' -c 'CMD [\"/bin/sh\"]'"
+            f" - {TINY_IMAGE} >/dev/null"
+        )
+    return TINY_IMAGE

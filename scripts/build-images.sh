@@ -62,7 +62,9 @@ UNIT
   # Every container gets its own machine id at first boot.
   : >"$root/etc/machine-id"
   rm -f "$root/var/lib/dbus/machine-id"
+  # No package lists, dated so that any "cache valid for N seconds" check sees them as stale.
   rm -rf "$root"/var/lib/apt/lists/* "$root"/var/cache/apt/archives/*.deb
+  touch -d @0 "$root/var/lib/apt/lists"
   tar -C "$root" -c . | docker import \
     -c 'CMD ["/lib/systemd/systemd"]' -c 'ENV container=docker' \
     - "$repo:$suite-$hash" >/dev/null

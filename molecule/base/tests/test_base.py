@@ -13,7 +13,7 @@ SWAP_BYTES = 64 * 1024 * 1024
 TIMEZONE = "America/Sao_Paulo"
 
 
-def test_deploy_user_exists_with_its_key(host) -> None:
+def test_deploy_user_exists_with_its_key(host, test_key) -> None:
     user = host.user(DEPLOY_USER)
     assert user.exists, f"user {DEPLOY_USER} was not created"
     assert user.shell == "/bin/bash"
@@ -25,7 +25,8 @@ def test_deploy_user_exists_with_its_key(host) -> None:
     keys = host.file(f"{user.home}/.ssh/authorized_keys")
     assert keys.user == DEPLOY_USER
     assert keys.mode == 0o600
-    assert keys.content_string.strip().splitlines() == [TEST_KEY]
+    expected = test_key.with_suffix(".pub").read_text().strip()
+    assert keys.content_string.strip().splitlines() == [expected]
 
 
 def test_deploy_user_has_no_password_but_can_log_in_with_a_key(host) -> None:
