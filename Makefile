@@ -62,10 +62,15 @@ unit: setup ## Unit tests of plugins and scripts (pytest)
 molecule: setup images apt-cache ## Every Molecule scenario, or one: make molecule SCENARIO=base
 	@if [ -n "$(SCENARIO)" ]; then molecule test -s $(SCENARIO); else molecule test --all; fi
 
+# Parts of `make test` in the order they run; mk/*.mk files add theirs (TEST_PARTS += ...) before
+# molecule, which runs last because it is the slowest.
+TEST_PARTS := lint unit
+-include mk/*.mk
+
 .PHONY: test
-test: ## Everything CI runs: lint, unit, molecule
+test: ## Everything CI runs: lint, unit, every mk/*.mk part, molecule
 	@start=$$(date +%s); \
-	$(MAKE) --no-print-directory lint unit molecule; \
+	$(MAKE) --no-print-directory $(TEST_PARTS) molecule; \
 	echo "make test: passed in $$(( $$(date +%s) - start )) s"
 
 # --- Operate -----------------------------------------------------------------------------------
