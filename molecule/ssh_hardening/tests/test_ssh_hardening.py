@@ -1,0 +1,321 @@
+"""What the ssh_hardening role promises, checked on the converged Debian 12 and 13 hosts.
+
+Logins and scans run from the controller (this machine) against the test host's address, as an
+operator's would.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+DEPLOY_USER = "deploy"
+SSH_AUDIT = Path(sys.executable).parent / "ssh-audit"
+DROP_IN = "/etc/ssh/sshd_config.d/10-hardening.conf"
+WATCHED_FILES = f"{DROP_IN} /etc/ssh/sshd_config /etc/ssh/ssh_host_rsa_key.pub /etc/ssh/moduli"
+
+# ssh-audit 3.9.0's built-in policies, copied here rather than read from the role: the test states
+# the promise. kex-strict-s-v00@openssh.com and ext-info-s are announced by OpenSSH, not configured.
+CIPHERS = [
+    "chacha20-poly1305@openssh.com",
+    "aes256-gcm@openssh.com",
+    "aes256-ctr",
+    "aes192-ctr",
+    "aes128-gcm@openssh.com",
+    "aes128-ctr",
+]
+HOST_KEY_ALGORITHMS = ["ssh-ed25519", "rsa-sha2-512", "rsa-sha2-256"]
+POLICY = {
+    "bookworm": {
+        "name": "Hardened Debian 12 (version 3)",
+        "kexalgorithms": [
+            "sntrup761x25519-sha512",
+            "sntrup761x25519-sha512@openssh.com",
+            "curve25519-sha256",
+            "curve25519-sha256@libssh.org",
+            "diffie-hellman-group16-sha512",
+            "diffie-hellman-group18-sha512",
+            "diffie-hellman-group-exchange-sha256",
+        ],
+        "ciphers": CIPHERS,
+        "macs": [
+            "hmac-sha2-256-etm@openssh.com",
+            "hmac-sha2-512-etm@openssh.com",
+            "umac-128-etm@openssh.com",
+        ],
+        "hostkeyalgorithms": HOST_KEY_ALGORITHMS,
+    },
+    "trixie": {
+        "name": "Hardened Debian 13 (version 1)",
+        "kexalgorithms": [
+            "mlkem768x25519-sha256",
+            "sntrup761x25519-sha512",
+            "sntrup761x25519-sha512@openssh.com",
+        ],
+        "ciphers": CIPHERS,
+        "macs": [
+            "hmac-sha2-512-etm@openssh.com",
+            "hmac-sha2-256-etm@openssh.com",
+            "umac-128-etm@openssh.com",
+        ],
+        "hostkeyalgorithms": HOST_KEY_ALGORITHMS,
+    },
+}
+
+
+def _address(host) -> str:
+    """The test host's IPv4 address, as the controller reaches it."""
+    return next(a for a in host.interface("eth0").addresses if ":" not in a)
+
+
+def _policy(host) -> dict:
+    return POLICY[host.system_info.codename]
+
+
+def _sshd_settings(host) -> dict[str, list[str]]:
+    """``sshd -T``: the effective settings, keyword -> values (some keywords repeat)."""
+    settings: dict[str, list[str]] = {}
+    for line in host.check_output("/usr/sbin/sshd -T").splitlines():
+        key, _, value = line.partition(" ")
+        settings.setdefault(key, []).append(value)
+    return settings
+
+
+def _ssh(
+    host, user: str, *options: str, key: Path | None = None, port: int = 22
+) -> subprocess.CompletedProcess:
+    """Run ``true`` over SSH from the controller; no agent, no config, no known_hosts."""
+    command = ["ssh", "-F", "/dev/null", "-p", str(port), "-o", "BatchMode=yes", "-o", "ConnectTimeout=10"]
+    command += [
+        "-o",
+        "StrictHostKeyChecking=no",
+        "-o",
+        "UserKnownHostsFile=/dev/null",
+        "-o",
+        "IdentityAgent=none",
+    ]
+    if key is not None:
+        command += ["-i", str(key), "-o", "IdentitiesOnly=yes"]
+    command += [*options, f"{user}@{_address(host)}", "true"]
+    return subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
+
+
+def test_sshd_runs_as_a_systemd_service(host) -> None:
+    ssh = host.service("ssh")
+    assert ssh.is_running
+    assert ssh.is_enabled
+    assert host.check_output("systemctl show ssh.service --property=MainPID --value") != "0"
+
+
+@pytest.mark.parametrize(
+    ("keyword", "value"),
+    [
+        ("port", "22"),
+        ("permitrootlogin", "no"),
+        ("passwordauthentication", "no"),
+        ("kbdinteractiveauthentication", "no"),
+        ("pubkeyauthentication", "yes"),
+        ("permitemptypasswords", "no"),
+        ("maxauthtries", "3"),
+        ("logingracetime", "30"),
+        ("clientaliveinterval", "300"),
+        ("clientalivecountmax", "2"),
+        ("x11forwarding", "no"),
+        ("allowtcpforwarding", "no"),
+        ("allowstreamlocalforwarding", "no"),
+        ("allowagentforwarding", "no"),
+        ("permittunnel", "no"),
+        ("loglevel", "VERBOSE"),
+    ],
+)
+def test_sshd_effective_setting(host, keyword: str, value: str) -> None:
+    assert _sshd_settings(host).get(keyword) == [value]
+
+
+def test_only_the_deploy_group_may_log_in(host) -> None:
+    assert _sshd_settings(host).get("allowgroups") == [DEPLOY_USER]
+
+
+@pytest.mark.parametrize("keyword", ["ciphers", "kexalgorithms", "macs", "hostkeyalgorithms"])
+def test_algorithms_are_the_hardened_policy_in_order(host, keyword: str) -> None:
+    settings = _sshd_settings(host)
+    assert settings[keyword][0].split(",") == _policy(host)[keyword]
+
+
+def test_ssh_audit_hardened_policy_passes(host) -> None:
+    policy = _policy(host)["name"]
+    audit = subprocess.run(
+        [str(SSH_AUDIT), "--no-colors", "--timeout=15", "-P", policy, _address(host)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    report = audit.stdout + audit.stderr
+    assert audit.returncode == 0, report
+    assert f"Policy: {policy}" in report
+    assert "Result: ✔ Passed" in report, report
+
+
+def test_host_offers_a_4096_bit_rsa_and_an_ed25519_key_and_no_ecdsa(host, tmp_path) -> None:
+    scan = subprocess.run(
+        ["ssh-keyscan", "-T", "10", "-t", "rsa,ecdsa,ed25519", _address(host)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    keys = [line for line in scan.stdout.splitlines() if line and not line.startswith("#")]
+    assert sorted(line.split()[1] for line in keys) == ["ssh-ed25519", "ssh-rsa"], scan.stdout + scan.stderr
+    rsa = tmp_path / "rsa.pub"
+    rsa.write_text(next(line for line in keys if line.split()[1] == "ssh-rsa") + "\n")
+    fingerprint = subprocess.run(
+        ["ssh-keygen", "-l", "-f", str(rsa)], capture_output=True, text=True, check=True
+    )
+    assert fingerprint.stdout.split()[0] == "4096"
+    assert not host.file("/etc/ssh/ssh_host_ecdsa_key").exists
+
+
+def test_no_moduli_below_3072_bits_remain(host) -> None:
+    # Column 5 is the size in bits less one: a 3072-bit modulus reads 3071.
+    small = host.check_output("awk '!/^#/ && NF >= 7 && $5 < 3071' /etc/ssh/moduli | wc -l")
+    left = host.check_output("awk '!/^#/ && NF >= 7' /etc/ssh/moduli | wc -l")
+    assert int(small) == 0
+    assert int(left) > 0, "every modulus was removed"
+
+
+def test_deploy_user_logs_in_with_the_key(host, test_key) -> None:
+    login = _ssh(host, DEPLOY_USER, key=test_key)
+    assert login.returncode == 0, login.stderr
+
+
+def test_password_login_is_refused(host) -> None:
+    login = _ssh(
+        host,
+        DEPLOY_USER,
+        "-o",
+        "PubkeyAuthentication=no",
+        "-o",
+        "PreferredAuthentications=password,keyboard-interactive",
+    )
+    assert login.returncode == 255
+    assert "Permission denied (publickey)" in login.stderr, login.stderr
+
+
+def _wait_for_port(host, port: int) -> None:
+    for _ in range(50):
+        if host.run(f"ss -Hltn 'sport = :{port}' | grep -q LISTEN").rc == 0:
+            return
+        time.sleep(0.2)
+    pytest.fail(f"nothing listens on port {port}")
+
+
+def _throwaway_sshd(host, log: str, *options: str) -> None:
+    """One-connection sshd (-d) on port 2299 with the host's configuration plus ``options``."""
+    overrides = " ".join(f"-o '{option}'" for option in options)
+    host.check_output(
+        "setsid -f sh -c 'echo $$ >/tmp/sshd-2299.pid;"
+        f" exec timeout 60 /usr/sbin/sshd -d -e -p 2299 {overrides} >{log} 2>&1'"
+    )
+    _wait_for_port(host, 2299)
+
+
+def test_root_is_refused_even_with_an_authorized_key(host, test_key) -> None:
+    public_key = test_key.with_suffix(".pub").read_text().strip()
+    host.check_output("install -d -m 0700 /root/.ssh && cp -a /root/.ssh /root/.ssh.before-test")
+    try:
+        host.check_output(f"echo '{public_key}' >> /root/.ssh/authorized_keys")
+        assert _ssh(host, "root", key=test_key).returncode == 255
+
+        # Prove the refusal is PermitRootLogin's, not AllowGroups': a throwaway sshd with the
+        # host's configuration but root's group allowed still refuses root...
+        _throwaway_sshd(host, "/tmp/sshd-root.log", "AllowGroups=deploy root")
+        refused = _ssh(host, "root", key=test_key, port=2299)
+        assert refused.returncode == 255, refused.stderr
+        assert "ROOT LOGIN REFUSED" in host.check_output("cat /tmp/sshd-root.log")
+
+        # ...and lets root in with the same key once PermitRootLogin allows keys.
+        _throwaway_sshd(
+            host, "/tmp/sshd-root.log", "AllowGroups=deploy root", "PermitRootLogin=prohibit-password"
+        )
+        allowed = _ssh(host, "root", key=test_key, port=2299)
+        assert allowed.returncode == 0, allowed.stderr + host.check_output("cat /tmp/sshd-root.log")
+    finally:
+        host.run(
+            "kill $(cat /tmp/sshd-2299.pid) 2>/dev/null;"
+            " rm -rf /root/.ssh && mv /root/.ssh.before-test /root/.ssh"
+        )
+
+
+@pytest.mark.parametrize(
+    ("extra_vars", "message"),
+    [
+        ({"ssh_hardening_port": 70000}, "ssh_hardening_port must be a TCP port from 1 to 65535; got 70000"),
+        ({"ssh_hardening_port": 0}, "ssh_hardening_port must be a TCP port"),
+        ({"ssh_hardening_port": "ssh"}, "ssh_hardening_port"),
+        (
+            {"base_deploy_authorized_keys": [], "ssh_hardening_deploy_user": "nobody-here"},
+            "base_deploy_authorized_keys is empty",
+        ),
+        ({"ssh_hardening_allow_groups": ["wheel"]}, "ssh_hardening_allow_groups"),
+        ({"ssh_hardening_max_auth_tries": 0}, "ssh_hardening_max_auth_tries must be 1-10"),
+        (
+            {"ssh_hardening_ciphers": ["aes256-ctr,3des-cbc"]},
+            "ssh_hardening_ciphers must hold algorithm names",
+        ),
+    ],
+)
+def test_bad_variable_fails_before_any_change(host, run_playbook, extra_vars: dict, message: str) -> None:
+    before = host.check_output(f"md5sum {WATCHED_FILES}")
+    run = run_playbook("converge.yml", extra_vars)
+    assert run.rc != 0, f"a bad value was accepted: {extra_vars}\n{run.output[-3000:]}"
+    assert message in run.output, run.output[-3000:]
+    assert run.recap.get("changed") == 0, run.output[-3000:]
+    assert host.check_output(f"md5sum {WATCHED_FILES}") == before
+
+
+def test_lockout_guard_accepts_keys_already_on_the_host(host, run_playbook) -> None:
+    # No keys to install, but the deploy user already has one: nothing to refuse, nothing to change.
+    run = run_playbook("apply.yml", {"base_deploy_authorized_keys": []})
+    assert run.rc == 0, run.output[-3000:]
+    assert run.recap.get("changed") == 0, run.output[-3000:]
+
+
+def test_a_configuration_sshd_rejects_never_reaches_sshd(host, run_playbook, test_key) -> None:
+    before = host.check_output(f"md5sum {WATCHED_FILES}")
+    main_pid = host.check_output("systemctl show ssh.service --property=MainPID --value")
+    run = run_playbook("apply.yml", {"ssh_hardening_ciphers": ["no-such-cipher"]})
+    assert run.rc != 0, run.output[-3000:]
+    assert "failed to validate" in run.output, run.output[-3000:]
+    assert host.check_output(f"md5sum {WATCHED_FILES}") == before
+    assert host.check_output("systemctl show ssh.service --property=MainPID --value") == main_pid
+    assert _ssh(host, DEPLOY_USER, key=test_key).returncode == 0
+
+
+def _listen_ports(host) -> str:
+    return host.check_output("systemctl show ssh.socket --property=Listen --value")
+
+
+def test_a_new_port_reaches_sshd_and_socket_activation(host, run_playbook, test_key) -> None:
+    """Last test of the file: it moves sshd to port 2222 and puts it back."""
+    assert _listen_ports(host) == "[::]:22 (Stream)"
+    try:
+        moved = run_playbook("apply.yml", {"ssh_hardening_port": 2222})
+        assert moved.rc == 0, moved.output[-3000:]
+        assert _sshd_settings(host)["port"] == ["2222"]
+        assert _listen_ports(host) == "[::]:2222 (Stream)"
+        login = _ssh(host, DEPLOY_USER, key=test_key, port=2222)
+        assert login.returncode == 0, login.stderr
+        old_port = _ssh(host, DEPLOY_USER, key=test_key, port=22)
+        assert old_port.returncode == 255
+        assert "Connection refused" in old_port.stderr, old_port.stderr
+    finally:
+        restored = run_playbook("apply.yml")
+    assert restored.rc == 0, restored.output[-3000:]
+    assert _sshd_settings(host)["port"] == ["22"]
+    assert _listen_ports(host) == "[::]:22 (Stream)"
+    assert _ssh(host, DEPLOY_USER, key=test_key).returncode == 0
