@@ -1,0 +1,148 @@
+"""The memory budget's inputs, validated: a nonsense value raises BudgetError naming the variable.
+
+The inputs are one dict whose keys are the Ansible variables' names (group_vars/all/budget.yml), so
+a message names exactly what to fix. Integers may arrive as digit strings (``-e budget_total_mb=16384``
+on the command line); booleans and fractions are refused.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from fractions import Fraction
+
+from .pgtune import DISK_TYPES, VERSIONS
+
+CONSUMERS = ("postgres", "redis", "api", "worker", "proxy", "os_reserve", "headroom")
+# superuser_reserved_connections (3) is carved out of max_connections; PostgreSQL refuses to start
+# unless max_connections exceeds it, and an admin session plus a pg_dump need two more.
+MIN_CONNECTION_RESERVE = 5
+_MAX_MB = 16 * 1024 * 1024
+
+# Every integer input with its accepted range (inclusive).
+INT_INPUTS = {
+    "budget_total_mb": (1, _MAX_MB),
+    "budget_vcpus": (1, 1024),
+    "budget_api_workers": (0, 1024),
+    "budget_api_worker_mb": (1, _MAX_MB),
+    "budget_api_pool_size": (1, 10000),
+    "budget_api_max_overflow": (0, 10000),
+    "budget_worker_db_connections": (0, 10000),
+    "budget_db_connection_reserve": (MIN_CONNECTION_RESERVE, 10000),
+    "budget_postgres_autovacuum_max_workers": (1, 64),
+    "postgres_version": (VERSIONS.start, VERSIONS.stop - 1),
+}
+INPUTS = (*INT_INPUTS, "budget_disk_type", "budget_shares")
+
+_PERCENT = re.compile(r"^(\d{1,3}(?:\.\d{1,2})?)%$")
+_INTEGER = re.compile(r"^\d+$")
+
+
+class BudgetError(ValueError):
+    """A budget that is nonsense or does not fit the host; the message says why."""
+
+
+@dataclass(frozen=True)
+class Share:
+    """One consumer's share in MB, and the percent of the total it was given as (None for MB)."""
+
+    mb: int
+    percent: Fraction | None = None
+
+    def describe(self) -> str:
+        return str(self.mb) if self.percent is None else f"{self.mb} ({float(self.percent):g}%)"
+
+
+@dataclass(frozen=True)
+class Budget:
+    """The validated inputs."""
+
+    total_mb: int
+    vcpus: int
+    disk_type: str
+    shares: dict[str, Share]
+    api_workers: int
+    api_worker_mb: int
+    api_pool_size: int
+    api_max_overflow: int
+    worker_db_connections: int
+    db_connection_reserve: int
+    autovacuum_max_workers: int
+    postgres_version: int
+
+
+def _integer(name: str, value: object, low: int, high: int) -> int:
+    # bool is an int in Python: `true` in YAML must not become 1.
+    if isinstance(value, str) and _INTEGER.match(value.strip()):
+        value = int(value.strip())
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise BudgetError(f"{name} must be a whole number, got {value!r}")
+    if not low <= value <= high:
+        raise BudgetError(f"{name} must be between {low} and {high}, got {value}")
+    return value
+
+
+def _share(consumer: str, value: object, total_mb: int) -> Share:
+    name = f"budget_shares.{consumer}"
+    if isinstance(value, str) and value.strip().endswith("%"):
+        found = _PERCENT.match(value.strip())
+        if found is None or Fraction(found.group(1)) > 100:
+            raise BudgetError(f"{name} must be a percent of the total from 0% to 100%, got {value!r}")
+        percent = Fraction(found.group(1))
+        return Share(math.floor(total_mb * percent / 100), percent)
+    try:
+        return Share(_integer(name, value, 0, _MAX_MB))
+    except BudgetError:
+        raise BudgetError(
+            f"{name} must be a whole number of MB or a percent like '25%', got {value!r}"
+        ) from None
+
+
+def _shares(value: object, total_mb: int) -> dict[str, Share]:
+    if not isinstance(value, Mapping):
+        raise BudgetError(f"budget_shares must be a dict of {', '.join(CONSUMERS)}, got {value!r}")
+    unknown = sorted(str(key) for key in value if key not in CONSUMERS)
+    if unknown:
+        raise BudgetError(
+            f"budget_shares has unknown consumer(s) {', '.join(unknown)}; known: {', '.join(CONSUMERS)}"
+        )
+    missing = [consumer for consumer in CONSUMERS if consumer not in value]
+    if missing:
+        raise BudgetError(
+            f"budget_shares lacks {', '.join(missing)}: each of {', '.join(CONSUMERS)} needs a share"
+        )
+    return {consumer: _share(consumer, value[consumer], total_mb) for consumer in CONSUMERS}
+
+
+def read_budget(inputs: object) -> Budget:
+    """Validate the inputs; a nonsense one raises BudgetError naming the variable."""
+    if not isinstance(inputs, Mapping):
+        raise BudgetError(f"memory_plan takes a dict of {', '.join(INPUTS)}, got {inputs!r}")
+    unknown = sorted(str(key) for key in inputs if key not in INPUTS)
+    if unknown:
+        raise BudgetError(
+            f"memory_plan got unknown input(s) {', '.join(unknown)}; known: {', '.join(INPUTS)}"
+        )
+    missing = [key for key in INPUTS if key not in inputs]
+    if missing:
+        raise BudgetError(f"memory_plan lacks input(s) {', '.join(missing)}")
+    ints = {key: _integer(key, inputs[key], low, high) for key, (low, high) in INT_INPUTS.items()}
+    disk_type = inputs["budget_disk_type"]
+    if not isinstance(disk_type, str) or disk_type not in DISK_TYPES:
+        raise BudgetError(f"budget_disk_type must be one of {', '.join(DISK_TYPES)}, got {disk_type!r}")
+    return Budget(
+        total_mb=ints["budget_total_mb"],
+        vcpus=ints["budget_vcpus"],
+        disk_type=str(disk_type),
+        shares=_shares(inputs["budget_shares"], ints["budget_total_mb"]),
+        api_workers=ints["budget_api_workers"],
+        api_worker_mb=ints["budget_api_worker_mb"],
+        api_pool_size=ints["budget_api_pool_size"],
+        api_max_overflow=ints["budget_api_max_overflow"],
+        worker_db_connections=ints["budget_worker_db_connections"],
+        db_connection_reserve=ints["budget_db_connection_reserve"],
+        autovacuum_max_workers=ints["budget_postgres_autovacuum_max_workers"],
+        postgres_version=ints["postgres_version"],
+    )

@@ -1,0 +1,144 @@
+"""One memory budget for the whole host, and the plan derived from it.
+
+The budget (``memory_plan.inputs``) gives the host's memory, vCPUs and disk type and each
+consumer's share (MB, or a percent of the total). The plan turns it into what each service runs with:
+PostgreSQL's settings (``memory_plan.pgtune``: PGTune's web profile applied to PostgreSQL's
+share), max_connections from the application's pools, Redis's maxmemory, the uvicorn worker count
+and every service's memory ceiling. A plan that would not fit is refused (``BudgetError``) with every
+reason and the whole capacity table (``memory_plan.table``).
+
+The shares, headroom included (the least that must stay free), must add up to at most the total.
+
+PostgreSQL's worst case (``PgTune.worst_case_kb``, formula and factor explained there) must fit
+its share, which is also its systemd MemoryMax.
+
+Redis: maxmemory bounds Redis's own accounting (used_memory), not the process's resident memory, which
+adds allocator fragmentation (jemalloc's ratio is typically 1.1 to 1.3 for a cache that evicts and
+refills) and the process itself. maxmemory is therefore 3/4 of Redis's share, the share being its
+memory ceiling.
+
+API: one uvicorn worker per vCPU (the workers are async and I/O-bound), fewer if the API's share does
+not hold that many of budget_api_worker_mb each; budget_api_workers > 0 sets the count instead.
+"""
+
+from __future__ import annotations
+
+import math
+from fractions import Fraction
+
+from .inputs import Budget, BudgetError, read_budget
+from .pgtune import tune
+from .table import render_table
+
+REDIS_MAXMEMORY_FRACTION = Fraction(3, 4)
+# The smallest share each consumer runs in at all (MB); the API's follows from its workers.
+MIN_SHARE_MB = {"postgres": 256, "redis": 32, "worker": 64, "proxy": 32, "os_reserve": 256}
+POSTGRES_MAX_CONNECTIONS = 262143
+
+
+def api_workers(budget: Budget) -> int:
+    """Uvicorn workers: the explicit count, or one per vCPU as far as the API's share holds them."""
+    if budget.api_workers:
+        return budget.api_workers
+    return min(budget.vcpus, budget.shares["api"].mb // budget.api_worker_mb)
+
+
+def max_connections(budget: Budget, workers: int) -> int:
+    """Every API process's pool at its peak, the worker's connections and the admin/backup reserve."""
+    pools = workers * (budget.api_pool_size + budget.api_max_overflow)
+    return pools + budget.worker_db_connections + budget.db_connection_reserve
+
+
+def _problems(budget: Budget, workers: int, connections: int, worst_case_kb: int | None) -> list[str]:
+    shares = budget.shares
+    problems = [
+        f"budget_shares.{consumer} is {shares[consumer].mb} MB, below the {least} MB {consumer} needs"
+        for consumer, least in MIN_SHARE_MB.items()
+        if shares[consumer].mb < least
+    ]
+    if workers == 0 or workers * budget.api_worker_mb > shares["api"].mb:
+        problems.append(
+            f"budget_shares.api is {shares['api'].mb} MB, too small for {max(workers, 1)} API worker(s) "
+            f"of budget_api_worker_mb = {budget.api_worker_mb} MB"
+        )
+    committed = sum(share.mb for share in shares.values())
+    if committed > budget.total_mb:
+        problems.append(
+            f"over-committed: the shares add up to {committed} MB (the minimum headroom of "
+            f"{shares['headroom'].mb} MB included), more than budget_total_mb = {budget.total_mb} MB"
+        )
+    if connections > POSTGRES_MAX_CONNECTIONS:
+        problems.append(
+            f"max_connections {connections} exceeds PostgreSQL's limit of {POSTGRES_MAX_CONNECTIONS}"
+        )
+    if worst_case_kb is not None and worst_case_kb > shares["postgres"].mb * 1024:
+        problems.append(
+            f"PostgreSQL's worst case of {worst_case_kb // 1024} MB exceeds budget_shares.postgres = "
+            f"{shares['postgres'].mb} MB: lower the pools (budget_api_pool_size, budget_api_max_overflow, "
+            "budget_worker_db_connections, budget_db_connection_reserve) or "
+            "budget_postgres_autovacuum_max_workers, or raise the share"
+        )
+    return problems
+
+
+def make_plan(inputs: object) -> dict[str, object]:
+    """The plan for ``inputs`` (the dict group_vars/all/budget.yml builds); BudgetError when an input
+    is nonsense or the plan does not fit."""
+    budget = read_budget(inputs)
+    shares = budget.shares
+    workers = api_workers(budget)
+    connections = max_connections(budget, workers)
+    pg = None
+    if shares["postgres"].mb >= MIN_SHARE_MB["postgres"]:
+        pg = tune(
+            shares["postgres"].mb * 1024,
+            vcpus=budget.vcpus,
+            disk_type=budget.disk_type,
+            max_connections=connections,
+            version=budget.postgres_version,
+            autovacuum_max_workers=budget.autovacuum_max_workers,
+        )
+    worst_case_kb = pg.worst_case_kb() if pg else None
+    redis_maxmemory_mb = math.floor(shares["redis"].mb * REDIS_MAXMEMORY_FRACTION)
+    headroom_mb = budget.total_mb - sum(
+        share.mb for consumer, share in shares.items() if consumer != "headroom"
+    )
+    table = render_table(
+        budget,
+        workers=workers,
+        connections=connections,
+        pg=pg,
+        worst_case_kb=worst_case_kb,
+        redis_maxmemory_mb=redis_maxmemory_mb,
+        headroom_mb=headroom_mb,
+    )
+    problems = _problems(budget, workers, connections, worst_case_kb)
+    if problems or pg is None or worst_case_kb is None:
+        reasons = "\n".join(f"- {problem}" for problem in problems)
+        raise BudgetError(f"memory budget refused:\n{reasons}\n\n{table}")
+    return {
+        "total_mb": budget.total_mb,
+        "vcpus": budget.vcpus,
+        "disk_type": budget.disk_type,
+        "postgres": {
+            "version": budget.postgres_version,
+            "memory_mb": shares["postgres"].mb,
+            "max_connections": connections,
+            "worst_case_mb": worst_case_kb // 1024,
+            "settings": pg.settings(),
+        },
+        "redis": {"memory_mb": shares["redis"].mb, "maxmemory_mb": redis_maxmemory_mb},
+        "api": {
+            "memory_mb": shares["api"].mb,
+            "workers": workers,
+            "worker_memory_mb": budget.api_worker_mb,
+            "pool_size": budget.api_pool_size,
+            "max_overflow": budget.api_max_overflow,
+        },
+        "worker": {"memory_mb": shares["worker"].mb, "db_connections": budget.worker_db_connections},
+        "proxy": {"memory_mb": shares["proxy"].mb},
+        "os_reserve_mb": shares["os_reserve"].mb,
+        "headroom_mb": headroom_mb,
+        "headroom_min_mb": shares["headroom"].mb,
+        "table": table,
+    }

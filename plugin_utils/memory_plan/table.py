@@ -1,0 +1,98 @@
+"""The capacity table: every service's memory ceiling, what was derived from it, and the headroom."""
+
+from __future__ import annotations
+
+from .guc_units import show_memory
+from .inputs import Budget
+from .pgtune import WORK_MEM_FACTOR, PgTune
+
+_WIDTH = 12
+
+
+def _row(service: str, memory: str, *details: str) -> list[str]:
+    first, *rest = details or ("",)
+    lines = [f"  {service:<{_WIDTH}}{memory:>10}  {first}".rstrip()]
+    lines += [f"  {'':<{_WIDTH}}{'':>10}  {detail}" for detail in rest]
+    return lines
+
+
+def _postgres(budget: Budget, workers: int, connections: int, pg: PgTune | None) -> list[str]:
+    pools = (
+        f"max_connections {connections} = {workers} API workers x ({budget.api_pool_size} pool + "
+        f"{budget.api_max_overflow} overflow) + {budget.worker_db_connections} worker + "
+        f"{budget.db_connection_reserve} reserve"
+    )
+    if pg is None:
+        return _row("postgres", budget.shares["postgres"].describe(), pools, "(share too small to tune)")
+    settings = pg.settings()
+    return _row(
+        "postgres",
+        budget.shares["postgres"].describe(),
+        f"shared_buffers {settings['shared_buffers']}, "
+        f"effective_cache_size {settings['effective_cache_size']}, wal_buffers {settings['wal_buffers']}",
+        f"work_mem {settings['work_mem']}, maintenance_work_mem {settings['maintenance_work_mem']}, "
+        f"autovacuum_max_workers {settings['autovacuum_max_workers']}",
+        pools,
+        f"parallel workers {settings['max_parallel_workers']} ({settings['max_parallel_workers_per_gather']} "
+        f"per query), random_page_cost {settings['random_page_cost']}, "
+        f"effective_io_concurrency {settings['effective_io_concurrency']}",
+        f"jit {settings['jit']}, wal_compression {settings['wal_compression']}, "
+        f"huge_pages {settings['huge_pages']}",
+    )
+
+
+def render_table(
+    budget: Budget,
+    *,
+    workers: int,
+    connections: int,
+    pg: PgTune | None,
+    worst_case_kb: int | None,
+    redis_maxmemory_mb: int,
+    headroom_mb: int,
+) -> str:
+    """The table as one string (what ``make plan`` prints, and what a refusal shows)."""
+    shares = budget.shares
+    lines = [
+        f"Memory plan: {budget.total_mb} MB host, {budget.vcpus} vCPU, {budget.disk_type} storage, "
+        f"PostgreSQL {budget.postgres_version}",
+        f"  {'service':<{_WIDTH}}{'memory MB':>10}  derived settings",
+        *_postgres(budget, workers, connections, pg),
+    ]
+    if pg is not None and worst_case_kb is not None:
+        lines += _row(
+            "",
+            "",
+            f"worst case {worst_case_kb // 1024} MB = shared_buffers + wal_buffers",
+            f"  + ({pg.max_connections} connections + {pg.max_parallel_workers} parallel workers)"
+            f" x work_mem x {WORK_MEM_FACTOR}",
+            f"  + {pg.autovacuum_max_workers} autovacuum workers x maintenance_work_mem",
+        )
+    redis = shares["redis"].mb
+    lines += _row(
+        "redis",
+        shares["redis"].describe(),
+        f"maxmemory {redis_maxmemory_mb}MB, allkeys-lru; {redis - redis_maxmemory_mb} MB for "
+        "fragmentation and the process",
+    )
+    lines += _row(
+        "api",
+        shares["api"].describe(),
+        f"{workers} uvicorn workers x {budget.api_worker_mb} MB, each with a pool of "
+        f"{budget.api_pool_size} + {budget.api_max_overflow} overflow connections",
+    )
+    lines += _row(
+        "worker", shares["worker"].describe(), f"{budget.worker_db_connections} database connections"
+    )
+    lines += _row("proxy", shares["proxy"].describe(), "reverse proxy container")
+    lines += _row(
+        "os_reserve", shares["os_reserve"].describe(), "kernel, sshd, journald, dockerd, page tables"
+    )
+    minimum = shares["headroom"]
+    state = "free" if headroom_mb >= minimum.mb else "OVER-COMMITTED"
+    least = (
+        f"{minimum.mb} MB" if minimum.percent is None else f"{minimum.mb} MB = {float(minimum.percent):g}%"
+    )
+    lines += _row("headroom", str(headroom_mb), f"{state} (at least {least})")
+    lines += _row("total", str(budget.total_mb), f"{show_memory(budget.total_mb * 1024)} of host memory")
+    return "\n".join(lines)

@@ -1,0 +1,318 @@
+"""The memory plan (filter_plugins/memory_budget.py, plugin_utils/memory_plan): reference cases
+computed by hand from PGTune's web-profile formulas, PostgreSQL's SHOW units, and refusals."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+from ansible.errors import AnsibleFilterError
+from memory_budget import FilterModule, library
+
+plan_module = library("plan")
+units = library("guc_units")
+BudgetError = plan_module.BudgetError
+make_plan = plan_module.make_plan
+
+# The defaults of group_vars/all/budget.yml (seed 000's 8 GB / 2 vCPU host).
+DEFAULT: dict[str, Any] = {
+    "budget_total_mb": 8192,
+    "budget_vcpus": 2,
+    "budget_disk_type": "ssd",
+    "budget_shares": {
+        "postgres": "25%",
+        "redis": 256,
+        "api": 2560,
+        "worker": 1024,
+        "proxy": 256,
+        "os_reserve": 768,
+        "headroom": "10%",
+    },
+    "budget_api_workers": 0,
+    "budget_api_worker_mb": 500,
+    "budget_api_pool_size": 10,
+    "budget_api_max_overflow": 5,
+    "budget_worker_db_connections": 10,
+    "budget_db_connection_reserve": 10,
+    "budget_postgres_autovacuum_max_workers": 3,
+    "postgres_version": 15,
+}
+
+
+def budget(**changes: Any) -> dict[str, Any]:
+    """DEFAULT with ``changes``; a ``shares`` dict is merged into the default shares."""
+    inputs = copy.deepcopy(DEFAULT)
+    inputs["budget_shares"].update(changes.pop("shares", {}))
+    inputs.update(changes)
+    return inputs
+
+
+def refusal(inputs: object) -> str:
+    with pytest.raises(BudgetError) as refused:
+        make_plan(inputs)
+    return str(refused.value)
+
+
+# --- Reference cases ----------------------------------------------------------------------------
+
+
+def test_8gb_default_reproduces_the_seed_and_pgtune_web_on_the_2gb_share() -> None:
+    plan = make_plan(DEFAULT)
+    # share 2 GB = 2097152 kB: shared_buffers /4, effective_cache_size 3/4, maintenance_work_mem /16,
+    # wal_buffers 3 % of shared_buffers = 15728 kB > 14 MB -> 16 MB,
+    # work_mem (2097152 - 524288) / ((50 connections + 8 worker processes) x 3) = 9039 kB.
+    assert plan["postgres"]["settings"] == {
+        "max_connections": "50",
+        "shared_buffers": "512MB",
+        "effective_cache_size": "1536MB",
+        "maintenance_work_mem": "128MB",
+        "work_mem": "9039kB",
+        "wal_buffers": "16MB",
+        "min_wal_size": "1GB",
+        "max_wal_size": "4GB",
+        "checkpoint_completion_target": "0.9",
+        "random_page_cost": "1.1",
+        "effective_io_concurrency": "200",
+        "default_statistics_target": "100",
+        "max_worker_processes": "8",
+        "max_parallel_workers": "2",
+        "max_parallel_workers_per_gather": "1",
+        "max_parallel_maintenance_workers": "1",
+        "autovacuum_max_workers": "3",
+        "huge_pages": "off",
+        "jit": "off",
+        "wal_compression": "lz4",
+    }
+    # 2 workers x (10 + 5) + 10 worker + 10 reserve; worst case 524288 + 16384 + 52 x 9039 x 2
+    # + 3 x 131072 = 1873944 kB.
+    assert plan["postgres"] | {"settings": None} == {
+        "version": 15,
+        "memory_mb": 2048,
+        "max_connections": 50,
+        "worst_case_mb": 1830,
+        "settings": None,
+    }
+    assert plan["redis"] == {"memory_mb": 256, "maxmemory_mb": 192}
+    assert plan["api"] == {
+        "memory_mb": 2560,
+        "workers": 2,
+        "worker_memory_mb": 500,
+        "pool_size": 10,
+        "max_overflow": 5,
+    }
+    assert plan["worker"] == {"memory_mb": 1024, "db_connections": 10}
+    assert plan["proxy"] == {"memory_mb": 256}
+    assert (plan["os_reserve_mb"], plan["headroom_mb"], plan["headroom_min_mb"]) == (768, 1280, 819)
+
+
+def test_8gb_table_shows_every_service_and_the_headroom() -> None:
+    table = make_plan(DEFAULT)["table"]
+    assert table.splitlines()[0] == "Memory plan: 8192 MB host, 2 vCPU, ssd storage, PostgreSQL 15"
+    for row in (
+        "postgres    2048 (25%)  shared_buffers 512MB, effective_cache_size 1536MB, wal_buffers 16MB",
+        "redis              256  maxmemory 192MB",
+        "api               2560  2 uvicorn workers x 500 MB",
+        "worker            1024  10 database connections",
+        "proxy              256",
+        "os_reserve         768",
+        "headroom          1280  free (at least 819 MB = 10%)",
+        "total             8192",
+    ):
+        assert f"\n  {row}" in table
+    assert "max_connections 50 = 2 API workers x (10 pool + 5 overflow) + 10 worker + 10 reserve" in table
+    assert "worst case 1830 MB" in table
+
+
+def test_16gb_host_gets_a_bigger_postgres_and_more_headroom() -> None:
+    plan = make_plan(budget(budget_total_mb=16384))
+    settings = plan["postgres"]["settings"]
+    # share 4 GB: work_mem (4194304 - 1048576) / 174 = 18078 kB; wal_buffers stays at its 16 MB cap.
+    assert {
+        key: settings[key] for key in ("shared_buffers", "effective_cache_size", "maintenance_work_mem")
+    } == {
+        "shared_buffers": "1GB",
+        "effective_cache_size": "3GB",
+        "maintenance_work_mem": "256MB",
+    }
+    assert (settings["work_mem"], settings["wal_buffers"]) == ("18078kB", "16MB")
+    assert plan["postgres"]["memory_mb"] == 4096
+    assert plan["headroom_mb"] == 16384 - 4096 - 256 - 2560 - 1024 - 256 - 768
+
+
+def test_six_vcpus_follow_pgtunes_parallel_formulas_and_the_api_share_caps_workers() -> None:
+    plan = make_plan(budget(budget_vcpus=6))
+    # one worker per vCPU would be 6, but 2560 MB holds 5 of 500 MB: 5 x 15 + 20 = 95 connections;
+    # work_mem (2097152 - 524288) / ((95 + 6) x 3) = 5190 kB.
+    assert plan["api"]["workers"] == 5
+    settings = plan["postgres"]["settings"]
+    assert settings["max_connections"] == "95"
+    assert settings["work_mem"] == "5190kB"
+    assert [settings[key] for key in ("max_worker_processes", "max_parallel_workers")] == ["6", "6"]
+    assert settings["max_parallel_workers_per_gather"] == settings["max_parallel_maintenance_workers"] == "3"
+
+
+def test_explicit_api_workers_override_the_vcpu_count() -> None:
+    plan = make_plan(budget(budget_api_workers=1))
+    assert plan["api"]["workers"] == 1
+    assert plan["postgres"]["max_connections"] == 15 + 10 + 10
+
+
+@pytest.mark.parametrize(
+    ("disk_type", "random_page_cost", "effective_io_concurrency"),
+    [("ssd", "1.1", "200"), ("hdd", "4", "2"), ("network", "1.1", "300")],
+)
+def test_disk_type_sets_the_io_costs(
+    disk_type: str, random_page_cost: str, effective_io_concurrency: str
+) -> None:
+    settings = make_plan(budget(budget_disk_type=disk_type))["postgres"]["settings"]
+    assert (settings["random_page_cost"], settings["effective_io_concurrency"]) == (
+        random_page_cost,
+        effective_io_concurrency,
+    )
+
+
+@pytest.mark.parametrize(("version", "wal_compression"), [(13, "on"), (14, "on"), (15, "lz4"), (17, "lz4")])
+def test_wal_compression_follows_the_version(version: int, wal_compression: str) -> None:
+    plan = make_plan(budget(postgres_version=version))
+    assert plan["postgres"]["version"] == version
+    assert plan["postgres"]["settings"]["wal_compression"] == wal_compression
+    assert f"PostgreSQL {version}" in plan["table"]
+
+
+def test_huge_pages_from_a_32gb_share() -> None:
+    assert make_plan(budget(budget_total_mb=131072))["postgres"]["settings"]["huge_pages"] == "try"
+    assert make_plan(budget(budget_total_mb=131068))["postgres"]["settings"]["huge_pages"] == "off"
+
+
+def test_small_share_rounds_wal_buffers_to_whole_pages() -> None:
+    # share 256 MB: shared_buffers 64 MB; 3 % = 1966 kB, rounded down to 8 kB pages = 1960 kB.
+    settings = make_plan(budget(budget_total_mb=4096, shares={"postgres": 256, "api": 1000}))["postgres"][
+        "settings"
+    ]
+    assert (settings["shared_buffers"], settings["wal_buffers"]) == ("64MB", "1960kB")
+
+
+def test_integers_may_arrive_as_strings_from_the_command_line() -> None:
+    assert make_plan(budget(budget_total_mb="16384", postgres_version="17"))["postgres"]["memory_mb"] == 4096
+
+
+# --- Refusals ----------------------------------------------------------------------------------
+
+
+def test_1gb_host_with_the_default_shares_is_refused_with_the_table() -> None:
+    message = refusal(budget(budget_total_mb=1024))
+    assert message.startswith("memory budget refused:\n- over-committed: the shares add up to 5222 MB")
+    assert "more than budget_total_mb = 1024 MB" in message
+    assert "Memory plan: 1024 MB host" in message
+    assert "headroom         -4096  OVER-COMMITTED" in message
+    assert "redis              256  maxmemory 192MB" in message
+
+
+def test_postgres_worst_case_above_its_share_is_refused() -> None:
+    # 10 autovacuum workers x 128 MB: 524288 + 16384 + 940056 + 1310720 kB = 2726 MB > 2048 MB.
+    message = refusal(budget(budget_postgres_autovacuum_max_workers=10))
+    assert "PostgreSQL's worst case of 2726 MB exceeds budget_shares.postgres = 2048 MB" in message
+    assert "Memory plan: 8192 MB host" in message
+
+
+def test_more_connections_than_the_share_holds_are_refused() -> None:
+    # work_mem bottoms out at 64 kB: 3000 connections x 64 kB x 2 alone exceed 256 MB.
+    message = refusal(
+        budget(budget_total_mb=4096, shares={"postgres": 256, "api": 1000}, budget_worker_db_connections=3000)
+    )
+    assert "PostgreSQL's worst case" in message
+    assert "work_mem 64kB" in message
+
+
+def test_api_share_too_small_for_its_workers_is_refused() -> None:
+    assert "budget_shares.api is 2560 MB, too small for 6 API worker(s)" in refusal(
+        budget(budget_api_workers=6)
+    )
+    assert "too small for 1 API worker(s)" in refusal(budget(shares={"api": 400}))
+
+
+@pytest.mark.parametrize(
+    ("consumer", "mb"), [("postgres", 255), ("redis", 31), ("worker", 63), ("proxy", 31), ("os_reserve", 255)]
+)
+def test_a_share_below_what_its_consumer_needs_is_refused(consumer: str, mb: int) -> None:
+    message = refusal(budget(shares={consumer: mb}))
+    assert f"budget_shares.{consumer} is {mb} MB, below the {mb + 1} MB {consumer} needs" in message
+    assert "Memory plan: 8192 MB host" in message
+
+
+@pytest.mark.parametrize(
+    ("inputs", "named"),
+    [
+        (budget(budget_total_mb=-8192), "budget_total_mb"),
+        (budget(budget_total_mb=0), "budget_total_mb"),
+        (budget(budget_total_mb="8 GB"), "budget_total_mb"),
+        (budget(budget_total_mb=8192.5), "budget_total_mb"),
+        (budget(budget_vcpus=True), "budget_vcpus"),
+        (budget(budget_vcpus=0), "budget_vcpus"),
+        (budget(budget_disk_type="nvme"), "budget_disk_type"),
+        (budget(budget_api_pool_size=0), "budget_api_pool_size"),
+        (budget(budget_api_max_overflow=-1), "budget_api_max_overflow"),
+        (budget(budget_db_connection_reserve=2), "budget_db_connection_reserve"),
+        (budget(budget_postgres_autovacuum_max_workers=0), "budget_postgres_autovacuum_max_workers"),
+        (budget(postgres_version=12), "postgres_version"),
+        (budget(postgres_version=19), "postgres_version"),
+        (budget(shares={"postgres": -1}), "budget_shares.postgres"),
+        (budget(shares={"redis": "150%"}), "budget_shares.redis"),
+        (budget(shares={"redis": "-5%"}), "budget_shares.redis"),
+        (budget(shares={"api": "lots"}), "budget_shares.api"),
+        (budget(shares={"api": "25 %"}), "budget_shares.api"),
+        (budget(shares={"worker": 1.5}), "budget_shares.worker"),
+        (budget(shares={"headroom": None}), "budget_shares.headroom"),
+        (budget(shares={"celery": 512}), "celery"),
+        (budget(budget_shares=["postgres"]), "budget_shares"),
+        (budget(budget_shares_typo=1), "budget_shares_typo"),
+        ({key: value for key, value in DEFAULT.items() if key != "budget_vcpus"}, "budget_vcpus"),
+        ("8192", "memory_plan takes a dict"),
+    ],
+)
+def test_nonsense_input_is_refused_naming_it(inputs: object, named: str) -> None:
+    assert named in refusal(inputs)
+
+
+def test_a_missing_share_is_named() -> None:
+    inputs = budget()
+    del inputs["budget_shares"]["proxy"]
+    assert "budget_shares lacks proxy" in refusal(inputs)
+
+
+# --- The Ansible filter ------------------------------------------------------------------------
+
+
+def test_the_filter_returns_the_plan_and_raises_ansibles_error_with_the_table() -> None:
+    memory_plan = FilterModule().filters()["memory_plan"]
+    assert memory_plan(DEFAULT)["postgres"]["settings"]["shared_buffers"] == "512MB"
+    with pytest.raises(AnsibleFilterError, match=r"(?s)over-committed.*Memory plan: 1024 MB host"):
+        memory_plan(budget(budget_total_mb=1024))
+
+
+# --- PostgreSQL's SHOW units --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("kb", "shown"),
+    [
+        (2048 * 1024, "2GB"),
+        (1536 * 1024, "1536MB"),
+        (9039, "9039kB"),
+        (16384, "16MB"),
+        (1024**3, "1TB"),
+        (1024**3 + 1024, "1048577MB"),
+        (0, "0"),
+    ],
+)
+def test_memory_is_shown_in_the_largest_unit_that_divides_evenly(kb: int, shown: str) -> None:
+    assert units.show_memory(kb) == shown
+    assert units.parse_memory(shown) == kb
+
+
+def test_whole_blocks_and_reals() -> None:
+    assert [units.whole_blocks(kb) for kb in (1966, 1960, 7)] == [1960, 1960, 0]
+    assert [units.show_real(value) for value in (0.9, 1.1, 4.0)] == ["0.9", "1.1", "4"]
+    with pytest.raises(ValueError, match="not a PostgreSQL memory size"):
+        units.parse_memory("512")
