@@ -1,0 +1,72 @@
+"""FastAPI dependencies: the app state built by the lifespan, database sessions, the current user."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Request, status
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from redis.asyncio import Redis
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from invoice_service.models import User
+from invoice_service.security import decode_access_token
+from invoice_service.settings import Settings
+
+
+@dataclass
+class AppState:
+    """What the lifespan opens and closes."""
+
+    settings: Settings
+    engine: AsyncEngine
+    sessions: async_sessionmaker[AsyncSession]
+    redis: Redis | None
+
+
+def get_state(request: Request) -> AppState:
+    """The state of the running app."""
+    return request.app.state.core
+
+
+def get_settings(request: Request) -> Settings:
+    """The app's settings (those create_app was given)."""
+    return request.app.state.core.settings
+
+
+async def get_session(state: Annotated[AppState, Depends(get_state)]) -> AsyncIterator[AsyncSession]:
+    """One session per request, closed (connection returned to the pool) at the end."""
+    async with state.sessions() as session:
+        yield session
+
+
+_bearer = HTTPBearer(auto_error=False, description="Access token from POST /auth/login")
+
+
+async def current_user(
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    session: Annotated[AsyncSession, Depends(get_session)],
+    settings: Annotated[Settings, Depends(get_settings)],
+) -> User:
+    """The user the bearer token names; 401 when absent, invalid, expired or the user is gone."""
+    unauthorized = HTTPException(
+        status.HTTP_401_UNAUTHORIZED, "Not authenticated", headers={"WWW-Authenticate": "Bearer"}
+    )
+    if credentials is None or credentials.scheme.lower() != "bearer":
+        raise unauthorized
+    user_id: uuid.UUID | None = decode_access_token(credentials.credentials, settings)
+    if user_id is None:
+        raise unauthorized
+    user = await session.get(User, user_id)
+    if user is None:
+        raise unauthorized
+    return user
+
+
+SessionDep = Annotated[AsyncSession, Depends(get_session)]
+UserDep = Annotated[User, Depends(current_user)]
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+StateDep = Annotated[AppState, Depends(get_state)]

@@ -1,0 +1,1 @@
+"""Alembic migrations, shipped inside the wheel so the image can run `invoice-migrate`."""

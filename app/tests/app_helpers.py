@@ -1,0 +1,57 @@
+"""Helpers shared by the app tests (imported by name: `conftest` is ambiguous next to
+tests/extraction/conftest.py)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from pathlib import Path
+
+import httpx
+
+from invoice_service.main import create_app
+from invoice_service.settings import Settings
+
+VENV_BIN = Path(sys.executable).parent
+PNG_1PX = bytes.fromhex(
+    "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
+    "1f15c4890000000d49444154789c6360000002000005000175e6ba5a0000000049454e44ae426082"
+)
+AppFactory = Callable[..., AbstractAsyncContextManager[httpx.AsyncClient]]
+
+
+def migrate(database_url: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run the `invoice-migrate` console script (what the image runs) against database_url."""
+    return subprocess.run(
+        [str(VENV_BIN / "invoice-migrate"), *args],
+        env={**os.environ, "DATABASE_URL": database_url, "LOG_LEVEL": "WARNING"},
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+@asynccontextmanager
+async def running_app(settings: Settings, peer: str = "127.0.0.1") -> AsyncIterator[httpx.AsyncClient]:
+    """The app with its lifespan running, and a client whose TCP peer address is `peer`."""
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app, client=(peer, 50000))
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+            client.app = app  # type: ignore[attr-defined]
+            yield client
+
+
+async def register_and_login(client: httpx.AsyncClient) -> dict[str, str]:
+    """A fresh user; returns the Authorization header."""
+    credentials = {"email": f"user-{uuid.uuid4().hex[:10]}@example.com", "password": "correct horse 42"}
+    response = await client.post("/auth/register", json=credentials)
+    assert response.status_code == 201, response.text
+    response = await client.post("/auth/login", json=credentials)
+    assert response.status_code == 200, response.text
+    return {"Authorization": f"Bearer {response.json()['access_token']}"}

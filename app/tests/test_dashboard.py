@@ -1,0 +1,105 @@
+"""Spending by month, by store and top items over confirmed invoices; the per-user cache."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import date
+from decimal import Decimal
+
+import httpx
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+
+async def user_id(client: httpx.AsyncClient, auth: dict[str, str]) -> str:
+    return (await client.get("/auth/me", headers=auth)).json()["id"]
+
+
+async def add_invoice(
+    engine: AsyncEngine,
+    owner: str,
+    store: str,
+    day: str,
+    items: list[tuple[str, str]],
+    status: str = "confirmed",
+) -> str:
+    invoice_id = str(uuid.uuid4())
+    total = sum(Decimal(price) for _, price in items)
+    async with engine.begin() as conn:
+        await conn.execute(
+            text(
+                "INSERT INTO invoices (id, user_id, status, store_name, purchase_date, total, images) "
+                "VALUES (:id, :user, :status, :store, :day, :total, '[]')"
+            ),
+            {
+                "id": invoice_id,
+                "user": owner,
+                "status": status,
+                "store": store,
+                "day": date.fromisoformat(day),
+                "total": total,
+            },
+        )
+        for position, (description, price) in enumerate(items):
+            await conn.execute(
+                text(
+                    "INSERT INTO invoice_items (invoice_id, position, description, quantity, unit_price, "
+                    "total) VALUES (:id, :pos, :d, 1, :p, :p)"
+                ),
+                {"id": invoice_id, "pos": position, "d": description, "p": Decimal(price)},
+            )
+    return invoice_id
+
+
+async def test_spending_dashboard(
+    client: httpx.AsyncClient, auth: dict[str, str], engine: AsyncEngine
+) -> None:
+    owner = await user_id(client, auth)
+    await add_invoice(engine, owner, "Mercado A", "2026-01-10", [("Arroz", "20.00"), ("Feijao", "8.00")])
+    await add_invoice(engine, owner, "Mercado A", "2026-02-03", [("Arroz", "21.00")])
+    await add_invoice(engine, owner, "Padaria B", "2026-02-20", [("Pao", "5.50")])
+    await add_invoice(engine, owner, "Mercado A", "2026-02-21", [("Caviar", "999.00")], status="extracted")
+
+    response = await client.get("/dashboard/spending", headers=auth)
+    assert response.status_code == 200
+    body = response.json()
+    assert [(m["month"], Decimal(m["total"]), m["invoices"]) for m in body["by_month"]] == [
+        ("2026-01", Decimal("28.00"), 1),
+        ("2026-02", Decimal("26.50"), 2),
+    ]
+    assert [(s["store_name"], Decimal(s["total"])) for s in body["by_store"]] == [
+        ("Mercado A", Decimal("49.00")),
+        ("Padaria B", Decimal("5.50")),
+    ]
+    assert body["top_items"][0]["description"] == "arroz"
+    assert Decimal(body["top_items"][0]["total"]) == Decimal("41.00")
+    assert body["top_items"][0]["purchases"] == 2
+    assert all(i["description"] != "caviar" for i in body["top_items"])  # unconfirmed: not spending
+
+    february = (
+        await client.get(
+            "/dashboard/spending", headers=auth, params={"date_from": "2026-02-01", "date_to": "2026-02-28"}
+        )
+    ).json()
+    assert [m["month"] for m in february["by_month"]] == ["2026-02"]
+
+
+async def test_dashboard_cache_hit_and_invalidation(
+    client: httpx.AsyncClient, auth: dict[str, str], engine: AsyncEngine
+) -> None:
+    owner = await user_id(client, auth)
+    await add_invoice(engine, owner, "Mercado C", "2026-03-01", [("Leite", "4.00")])
+    first = await client.get("/dashboard/spending", headers=auth)
+    second = await client.get("/dashboard/spending", headers=auth)
+    assert first.headers["x-cache"] == "miss"
+    assert second.headers["x-cache"] == "hit"
+    assert second.json()["by_store"] == first.json()["by_store"]
+
+    extracted = await add_invoice(
+        engine, owner, "Mercado D", "2026-03-02", [("Ovos", "12.00")], status="extracted"
+    )
+    confirm = await client.post(f"/invoices/{extracted}/confirm", headers=auth, json={})
+    assert confirm.status_code == 200
+    after = await client.get("/dashboard/spending", headers=auth)
+    assert after.headers["x-cache"] == "miss"
+    assert {s["store_name"] for s in after.json()["by_store"]} == {"Mercado C", "Mercado D"}
