@@ -1,0 +1,372 @@
+"""What the traefik role promises, checked on the converged Debian 12 and 13 hosts.
+
+No Traefik image can be had on this machine: the rendered configuration is checked always (parsed
+as YAML on the host), the running proxy whenever the image is present in the host's engine.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import PROJECT, http_get
+
+DEFAULTS = yaml.safe_load((PROJECT / "roles/traefik/defaults/main.yml").read_text())
+IMAGE: str = DEFAULTS["traefik_image"]
+STATIC = "/etc/traefik/traefik.yml"
+MIDDLEWARES = "/etc/traefik/dynamic/middlewares.yml"
+DASHBOARD = "/etc/traefik/dynamic/dashboard.yml"
+ACME = "/var/lib/traefik/acme/acme.json"
+STAGING_CA = "https://acme-staging-v02.api.letsencrypt.org/directory"
+RATE_MESSAGE = "traefik_rate_limit_average and traefik_rate_limit_burst must be positive"
+NO_IMAGE = f"Traefik image {IMAGE} not present in the host's engine: no registry reachable from this machine"
+# Syntactically a bcrypt htpasswd line; only rendered here, never checked by a running Traefik.
+BCRYPT_USER = "admin:$2y$05$" + "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0"
+
+
+def _parse(host, path: str) -> dict:
+    """Parse a YAML file with the host's own PyYAML (what the role validates with)."""
+    script = "import json, sys, yaml; print(json.dumps(yaml.safe_load(open(sys.argv[1]))))"
+    return json.loads(host.check_output(f'python3 -c "{script}" {path}'))
+
+
+def _image_present(host) -> bool:
+    return host.run(f"docker image inspect {IMAGE}").rc == 0
+
+
+def _md5(host, *paths: str) -> str:
+    return host.check_output("md5sum " + " ".join(paths))
+
+
+@pytest.fixture
+def running(host) -> None:
+    if not _image_present(host):
+        pytest.skip(NO_IMAGE)
+
+
+# --- Rendered configuration (always) ------------------------------------------------------------
+
+
+def test_http_redirects_permanently_to_https(host) -> None:
+    entry_points = _parse(host, STATIC)["entryPoints"]
+    assert entry_points["web"]["address"] == ":80"
+    assert entry_points["web"]["http"]["redirections"]["entryPoint"] == {
+        "to": "websecure",
+        "scheme": "https",
+        "permanent": True,
+    }
+    assert entry_points["websecure"]["address"] == ":443"
+
+
+def test_websecure_routers_get_the_edge_chain_and_the_acme_resolver(host) -> None:
+    websecure = _parse(host, STATIC)["entryPoints"]["websecure"]["http"]
+    assert websecure["middlewares"] == ["edge@file"]
+    assert websecure["tls"] == {"certResolver": "letsencrypt"}
+
+
+def test_acme_uses_staging_when_asked_and_stores_in_the_volume(host) -> None:
+    acme = _parse(host, STATIC)["certificatesResolvers"]["letsencrypt"]["acme"]
+    assert acme["email"] == "ops@invoices.test"
+    assert acme["storage"] == "/acme/acme.json"
+    assert acme["caServer"] == STAGING_CA
+    assert acme["httpChallenge"] == {"entryPoint": "web"}
+
+
+def test_docker_provider_exposes_nothing_by_default(host) -> None:
+    providers = _parse(host, STATIC)["providers"]
+    assert providers["docker"]["exposedByDefault"] is False
+    assert providers["docker"]["network"] == "edge"
+    assert providers["docker"]["endpoint"] == "unix:///var/run/docker.sock"
+    assert providers["file"] == {"directory": "/etc/traefik/dynamic", "watch": True}
+
+
+def test_ping_json_access_log_and_no_dashboard_by_default(host) -> None:
+    static = _parse(host, STATIC)
+    assert static["ping"] == {"entryPoint": "ping"}
+    assert static["entryPoints"]["ping"]["address"] == ":8082"
+    assert static["accessLog"] == {"format": "json"}
+    assert static["global"] == {"checkNewVersion": False, "sendAnonymousUsage": False}
+    assert "api" not in static, "the API/dashboard is enabled although traefik_dashboard_enabled is false"
+    assert not host.file(DASHBOARD).exists
+
+
+def test_security_headers(host) -> None:
+    headers = _parse(host, MIDDLEWARES)["http"]["middlewares"]["security-headers"]["headers"]
+    assert headers == {
+        "stsSeconds": 31536000,
+        "stsIncludeSubdomains": True,
+        "stsPreload": False,
+        "forceSTSHeader": True,
+        "contentTypeNosniff": True,
+        "frameDeny": True,
+        "referrerPolicy": "strict-origin-when-cross-origin",
+    }
+
+
+def test_rate_limit_of_the_seed_and_compression(host) -> None:
+    dynamic = _parse(host, MIDDLEWARES)
+    middlewares = dynamic["http"]["middlewares"]
+    assert middlewares["rate-limit"] == {"rateLimit": {"average": 100, "burst": 50, "period": "1m"}}
+    assert middlewares["compress"] == {"compress": {}}
+    assert middlewares["edge"] == {"chain": {"middlewares": ["security-headers", "rate-limit", "compress"]}}
+    assert dynamic["tls"]["options"]["default"]["minVersion"] == "VersionTLS12"
+
+
+def test_acme_json_is_readable_by_root_only(host) -> None:
+    acme = host.file(ACME)
+    assert acme.is_file
+    assert (acme.user, acme.group, acme.mode) == ("root", "root", 0o600)
+    directory = host.file("/var/lib/traefik/acme")
+    assert (directory.user, directory.mode) == ("root", 0o700)
+
+
+def test_configuration_files_belong_to_root(host) -> None:
+    for path in ("/etc/traefik", "/etc/traefik/dynamic"):
+        directory = host.file(path)
+        assert (directory.user, directory.group, directory.mode) == ("root", "root", 0o755), path
+    for path in (STATIC, MIDDLEWARES):
+        config = host.file(path)
+        assert (config.user, config.group, config.mode) == ("root", "root", 0o644), path
+
+
+def test_edge_network_comes_from_the_docker_pool(host) -> None:
+    subnet = host.check_output("docker network inspect --format '{{(index .IPAM.Config 0).Subnet}}' edge")
+    assert subnet.startswith("172.30."), subnet
+
+
+def test_without_the_image_the_role_says_so_and_reports_traefik_running_false(host, run_playbook) -> None:
+    if _image_present(host):
+        pytest.skip(f"Traefik image {IMAGE} is present: the proxy runs, so this case does not arise")
+    run = run_playbook("report.yml")
+    assert run.rc == 0, run.output[-3000:]
+    assert "Traefik is NOT running" in run.output, run.output[-3000:]
+    assert "traefik_running=False" in run.output, run.output[-3000:]
+    assert run.recap.get("changed") == 0, run.output[-3000:]
+    assert host.run("docker container inspect traefik").rc != 0, (
+        "a traefik container exists without its image"
+    )
+
+
+def test_dashboard_is_its_own_router_behind_basic_auth_when_enabled(host, run_playbook) -> None:
+    dashboard_vars = {
+        "traefik_dashboard_enabled": True,
+        "traefik_dashboard_host": "traefik.invoices.test",
+        "traefik_dashboard_users": [BCRYPT_USER],
+    }
+    try:
+        run = run_playbook("traefik.yml", dashboard_vars)
+        assert run.rc == 0, run.output[-3000:]
+        assert BCRYPT_USER.split(":", 1)[1] not in run.output, "the password hash was logged"
+        static = _parse(host, STATIC)
+        dynamic = _parse(host, DASHBOARD)
+        mode = host.file(DASHBOARD).mode
+    finally:
+        restored = run_playbook("traefik.yml")
+    assert static["api"] == {"dashboard": True, "insecure": False}
+    router = dynamic["http"]["routers"]["dashboard"]
+    assert router["rule"] == "Host(`traefik.invoices.test`)"
+    assert router["service"] == "api@internal"
+    assert router["entryPoints"] == ["websecure"]
+    assert router["middlewares"] == ["dashboard-auth"]
+    assert dynamic["http"]["middlewares"]["dashboard-auth"] == {"basicAuth": {"users": [BCRYPT_USER]}}
+    assert mode == 0o600
+    # Turned off again: the router file is gone and the API with it.
+    assert restored.rc == 0, restored.output[-3000:]
+    assert not host.file(DASHBOARD).exists
+    assert "api" not in _parse(host, STATIC)
+
+
+# --- Bad input and a missing image in production -------------------------------------------------
+
+
+def test_required_image_fails_clearly_before_any_change(host, run_playbook) -> None:
+    if _image_present(host):
+        pytest.skip(f"Traefik image {IMAGE} is present: a required image does not fail")
+    before = _md5(host, STATIC, MIDDLEWARES)
+    # A changed value too: had the role gone on, it would have rewritten middlewares.yml.
+    run = run_playbook("traefik.yml", {"traefik_image_required": True, "traefik_hsts_max_age": 600})
+    assert run.rc != 0, run.output[-3000:]
+    assert f"Traefik image {IMAGE} is not present" in run.output, run.output[-3000:]
+    assert "traefik_image_required is true" in run.output, run.output[-3000:]
+    assert run.recap.get("changed") == 0, run.output[-3000:]
+    assert _md5(host, STATIC, MIDDLEWARES) == before
+
+
+@pytest.mark.parametrize(
+    ("extra_vars", "message"),
+    [
+        ({"traefik_rate_limit_average": 0}, RATE_MESSAGE),
+        ({"traefik_rate_limit_period": "0s"}, "traefik_rate_limit_period a"),
+        ({"traefik_acme_email": "ops-at-invoices"}, "traefik_acme_email must be a real address"),
+        ({"traefik_acme_email": ""}, "traefik_acme_email must be a real address"),
+        ({"traefik_image": "traefik:latest"}, "traefik_image must name a pinned release"),
+        ({"traefik_image": "traefik:v3"}, "traefik_image must name a pinned release"),
+        (
+            {"traefik_dashboard_enabled": True, "traefik_dashboard_host": "traefik.invoices.test"},
+            "traefik_dashboard_users",
+        ),
+        (
+            {
+                "traefik_dashboard_enabled": True,
+                "traefik_dashboard_host": "traefik.invoices.test",
+                "traefik_dashboard_users": ["admin:plaintext-secret"],
+            },
+            'not bcrypt hashes (a plaintext password?): ["admin"]',
+        ),
+    ],
+)
+def test_bad_variable_fails_before_any_change(host, run_playbook, extra_vars: dict, message: str) -> None:
+    before = _md5(host, STATIC, MIDDLEWARES)
+    # A changed value too: had validation passed, middlewares.yml would have changed.
+    run = run_playbook("traefik.yml", {"traefik_hsts_max_age": 600, **extra_vars})
+    assert run.rc != 0, f"a bad value was accepted: {extra_vars}\n{run.output[-3000:]}"
+    assert message in run.output, run.output[-3000:]
+    assert "plaintext-secret" not in run.output
+    assert run.recap.get("changed") == 0, run.output[-3000:]
+    assert _md5(host, STATIC, MIDDLEWARES) == before
+
+
+# --- The running proxy (only where the image is present) -----------------------------------------
+
+
+def _status_and_location(host, url: str) -> tuple[int, str]:
+    script = (
+        "import http.client, sys, urllib.parse; u = urllib.parse.urlsplit(sys.argv[1]);"
+        " c = http.client.HTTPConnection(u.hostname, u.port or 80, timeout=5);"
+        " c.request('GET', u.path or '/', headers={'Host': 'invoices.test'}); r = c.getresponse();"
+        " print(r.status, r.getheader('Location') or '')"
+    )
+    status, _, location = host.check_output(f'python3 -c "{script}" {url}').partition(" ")
+    return int(status), location
+
+
+def test_running_proxy_answers_ping_and_redirects_to_https(host, running: None) -> None:
+    assert http_get(host, "http://127.0.0.1:8082/ping") == "OK"
+    status, location = _status_and_location(host, "http://127.0.0.1:80/some/path")
+    assert status in (301, 308), status
+    assert location == "https://invoices.test/some/path"
+    health = host.check_output("docker inspect --format '{{.State.Health.Status}}' traefik")
+    assert health == "healthy"
+
+
+def test_running_proxy_is_the_only_outside_publisher_and_is_confined(host, running: None) -> None:
+    inspect = json.loads(host.check_output("docker inspect traefik"))[0]
+    bindings = inspect["HostConfig"]["PortBindings"]
+    assert bindings["80/tcp"] == [{"HostIp": "0.0.0.0", "HostPort": "80"}]
+    assert bindings["443/tcp"] == [{"HostIp": "0.0.0.0", "HostPort": "443"}]
+    assert bindings["8082/tcp"] == [{"HostIp": "127.0.0.1", "HostPort": "8082"}]
+    assert inspect["HostConfig"]["Memory"] == 256 * 1024 * 1024
+    mounts = {mount["Destination"]: mount for mount in inspect["Mounts"]}
+    assert mounts["/var/run/docker.sock"]["RW"] is False
+    assert mounts["/etc/traefik"]["RW"] is False
+    assert mounts["/acme"]["Source"] == str(Path(ACME).parent)
+    assert "edge" in inspect["NetworkSettings"]["Networks"]
+
+
+def test_only_a_static_change_restarts_the_proxy(host, run_playbook, running: None) -> None:
+    def started() -> str:
+        return host.check_output("docker inspect --format '{{.State.StartedAt}}' traefik")
+
+    before = started()
+    try:
+        dynamic = run_playbook("traefik.yml", {"traefik_hsts_max_age": 600})
+        after_dynamic = started()
+        static = run_playbook("traefik.yml", {"traefik_hsts_max_age": 600, "traefik_log_level": "DEBUG"})
+        after_static = started()
+    finally:
+        run_playbook("traefik.yml")
+    assert dynamic.rc == 0, dynamic.output[-3000:]
+    assert after_dynamic == before, "a change of dynamic configuration restarted the proxy"
+    assert static.rc == 0, static.output[-3000:]
+    assert after_static != before, "a change of static configuration did not restart the proxy"
+
+
+# --- The role's container handling, with a stand-in image (runs everywhere) --------------------
+
+STANDIN_IMAGE = "toolkit/traefik-standin:v0.0.1"
+STANDIN_ENTRYPOINT = r"""#!/bin/sh
+# Not Traefik: answers /ping on 8082 like the real ping entrypoint, so the role's container
+# handling can be tested where no Traefik image exists.
+if [ "$1" = healthcheck ]; then
+  reply=$(printf 'GET /ping HTTP/1.0\r\n\r\n' | nc 127.0.0.1 8082)
+  case "$reply" in *OK*) exit 0 ;; esac
+  exit 1
+fi
+exec httpd -f -p 8082 -h /standin
+"""
+
+
+@pytest.fixture
+def standin_image(host, tiny_image: str) -> str:
+    """A busybox image playing Traefik's part for the container plumbing, built on the host."""
+    if host.run(f"docker image inspect {STANDIN_IMAGE}").rc != 0:
+        host.check_output(
+            "rm -rf /tmp/standin && mkdir -p /tmp/standin/www && echo OK > /tmp/standin/www/ping"
+        )
+        host.check_output(f"cat > /tmp/standin/traefik <<'EOF'\n{STANDIN_ENTRYPOINT}EOF")
+        host.check_output("chmod 0755 /tmp/standin/traefik")
+        dockerfile = (
+            f"FROM {tiny_image}\\nCOPY traefik /bin/traefik\\nCOPY www /standin\\n"
+            'ENTRYPOINT ["/bin/traefik"]\\n'
+        )
+        host.check_output(f"printf '{dockerfile}' > /tmp/standin/Dockerfile")
+        host.check_output(f"docker build -q -t {STANDIN_IMAGE} /tmp/standin")
+    return STANDIN_IMAGE
+
+
+def test_container_handling_with_a_standin_image(host, run_playbook, standin_image: str) -> None:
+    """Ports, mounts, limits, health wait, the running fact, idempotence and restart-only-for-static."""
+    standin = {
+        "traefik_image": standin_image,
+        "traefik_container_name": "traefik-standin",
+        "traefik_http_port": 18080,
+        "traefik_https_port": 18443,
+    }
+
+    def started() -> str:
+        return host.check_output("docker inspect --format '{{.State.StartedAt}}' traefik-standin")
+
+    try:
+        first = run_playbook("report.yml", standin)
+        again = run_playbook("report.yml", standin)
+        before = started()
+        dynamic = run_playbook("traefik.yml", {**standin, "traefik_hsts_max_age": 600})
+        after_dynamic = started()
+        static = run_playbook(
+            "traefik.yml", {**standin, "traefik_hsts_max_age": 600, "traefik_log_level": "WARN"}
+        )
+        after_static = started()
+        inspect = json.loads(host.check_output("docker inspect traefik-standin"))[0]
+        ping = http_get(host, "http://127.0.0.1:8082/ping")
+    finally:
+        host.run("docker rm -f traefik-standin")
+        restored = run_playbook("traefik.yml")
+    assert first.rc == 0, first.output[-3000:]
+    assert "traefik_running=True" in first.output, first.output[-3000:]
+    assert again.rc == 0, again.output[-3000:]
+    assert again.recap.get("changed") == 0, again.output[-3000:]
+    assert inspect["State"]["Health"]["Status"] == "healthy"
+    assert ping == "OK"
+    config = inspect["HostConfig"]
+    assert config["PortBindings"] == {
+        "80/tcp": [{"HostIp": "0.0.0.0", "HostPort": "18080"}],
+        "443/tcp": [{"HostIp": "0.0.0.0", "HostPort": "18443"}],
+        "8082/tcp": [{"HostIp": "127.0.0.1", "HostPort": "8082"}],
+    }
+    assert config["Memory"] == 256 * 1024 * 1024
+    assert config["ReadonlyRootfs"] is True
+    assert config["CapDrop"] == ["ALL"]
+    assert config["RestartPolicy"]["Name"] == "unless-stopped"
+    assert inspect["Config"]["Cmd"] == ["--configFile=/etc/traefik/traefik.yml"]
+    mounts = {mount["Destination"]: mount for mount in inspect["Mounts"]}
+    assert mounts["/var/run/docker.sock"]["RW"] is False
+    assert mounts["/etc/traefik"]["RW"] is False
+    assert (mounts["/acme"]["Source"], mounts["/acme"]["RW"]) == ("/var/lib/traefik/acme", True)
+    assert list(inspect["NetworkSettings"]["Networks"]) == ["edge"]
+    assert dynamic.rc == 0, dynamic.output[-3000:]
+    assert after_dynamic == before, "a change of dynamic configuration restarted the container"
+    assert static.rc == 0, static.output[-3000:]
+    assert after_static != after_dynamic, "a change of static configuration did not restart the container"
+    assert restored.rc == 0, restored.output[-3000:]
