@@ -6,10 +6,15 @@ operator's would.
 
 from __future__ import annotations
 
+import itertools
+import re
+import shlex
+import socket
 import subprocess
 import sys
-import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -206,49 +211,128 @@ def test_password_login_is_refused(host) -> None:
     assert "Permission denied (publickey)" in login.stderr, login.stderr
 
 
-def _wait_for_port(host, port: int) -> None:
-    for _ in range(50):
-        if host.run(f"ss -Hltn 'sport = :{port}' | grep -q LISTEN").rc == 0:
-            return
-        time.sleep(0.2)
-    pytest.fail(f"nothing listens on port {port}")
+def _controller_address(host) -> str:
+    """The address the controller's connections to the test host come from."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.connect((_address(host), 22))
+        return probe.getsockname()[0]
 
 
-def _throwaway_sshd(host, log: str, *options: str) -> None:
-    """One-connection sshd (-d) on port 2299 with the host's configuration plus ``options``."""
-    overrides = " ".join(f"-o '{option}'" for option in options)
-    host.check_output(
-        "setsid -f sh -c 'echo $$ >/tmp/sshd-2299.pid;"
-        f" exec timeout 60 /usr/sbin/sshd -d -e -p 2299 {overrides} >{log} 2>&1'"
+# A login with a key the host does not know, from the host to itself: loopback is an address like
+# any other for sshd. Stops at the first attempt that is not a plain "Permission denied".
+_FAILING_LOGINS = """
+dir=$(mktemp -d) && trap 'rm -rf "$dir"' EXIT
+ssh-keygen -q -t ed25519 -N '' -f "$dir/key" || exit 2
+for attempt in $(seq 10); do
+    ssh -F /dev/null -i "$dir/key" -o IdentitiesOnly=yes -o BatchMode=yes -o ConnectTimeout=10 \
+        -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR \
+        deploy@127.0.0.1 true 2>"$dir/err" && { echo "attempt $attempt: logged in"; exit 1; }
+    echo "attempt $attempt: $(tr '\\n' ' ' <"$dir/err")"
+    grep -q 'Permission denied' "$dir/err" || exit 0
+done
+"""
+
+
+def test_an_address_whose_logins_keep_failing_is_shut_out(host) -> None:
+    """OpenSSH's PerSourcePenalties stay on: a few failed logins get the address refused for a while.
+
+    The test bench (converge.yml) exempts the controller alone, whose tests fail logins on purpose.
+    """
+    if host.system_info.codename == "bookworm":
+        pytest.skip("Debian 12's OpenSSH 9.2 has no PerSourcePenalties (added in OpenSSH 9.8)")
+    settings = _sshd_settings(host)
+    assert settings["persourcepenalties"] != ["no"]
+    assert settings["persourcepenaltyexemptlist"] == [f"{_controller_address(host)}/32"]
+    since = host.check_output("date '+%Y-%m-%d %H:%M:%S'")
+    attempts = host.run(f"bash -c {shlex.quote(_FAILING_LOGINS)}")
+    lines = attempts.stdout.strip().splitlines()
+    assert attempts.rc == 0, attempts.stdout + attempts.stderr
+    assert "Permission denied (publickey)" in lines[0], attempts.stdout
+    assert "Permission denied" not in lines[-1], attempts.stdout
+    journal = host.check_output(f"journalctl -u ssh --no-pager --since '{since}'")
+    dropped = r"drop connection #\d+ from \[127\.0\.0\.1\]:\d+ on \S+ penalty: failed authentication"
+    assert re.search(dropped, journal), journal
+
+
+# Throwaway sshd instances get ports of their own, so one never meets a listener left by another.
+_THROWAWAY_PORTS = itertools.count(2300)
+
+
+@dataclass(frozen=True)
+class ThrowawaySshd:
+    """A debugging sshd (``sshd -d``) that serves one connection on ``port`` and logs to ``log``."""
+
+    host: Any
+    port: int
+    pid: int
+    log: str
+    pid_file: str
+
+    def finished_log(self) -> str:
+        """Wait for this sshd to end (after its one connection) and return everything it logged."""
+        self.host.run(f"for i in $(seq 150); do kill -0 {self.pid} 2>/dev/null || break; sleep 0.2; done")
+        return self.host.check_output(f"cat {self.log}")
+
+    def stop(self) -> None:
+        self.host.run(f"kill {self.pid} 2>/dev/null; rm -f {self.log} {self.pid_file}")
+
+
+def _throwaway_sshd(host, *options: str) -> ThrowawaySshd:
+    """Start a one-connection sshd with the host's configuration plus ``options`` (``Keyword=value``).
+
+    Returns once that very process logs that it listens; fails with its log if it dies first.
+    """
+    port = next(_THROWAWAY_PORTS)
+    log = f"/tmp/sshd-{port}.log"
+    pid_file = f"/tmp/sshd-{port}.pid"
+    overrides = " ".join(f"-o {shlex.quote(option)}" for option in options)
+    # timeout (which the shell becomes, so $$ is its PID) ends sshd if no connection comes.
+    script = f"echo $$ >{pid_file}; exec timeout 120 /usr/sbin/sshd -d -e -p {port} {overrides} >{log} 2>&1"
+    detached = f"setsid -f sh -c {shlex.quote(script)} </dev/null >/dev/null 2>&1"
+    host.check_output(f"rm -f {log} {pid_file}; {detached}")
+    started = host.run(
+        "for i in $(seq 150); do"
+        f" grep -q 'Server listening on .* port {port}' {log} 2>/dev/null && exit 0;"
+        f" [ -s {pid_file} ] && ! kill -0 $(cat {pid_file}) 2>/dev/null && exit 1;"
+        " sleep 0.2; done; exit 2"
     )
-    _wait_for_port(host, 2299)
+    pid = host.run(f"cat {pid_file}").stdout.strip()
+    log_text = host.run(f"cat {log}").stdout
+    if started.rc != 0 or not pid.isdigit():
+        host.run(f"kill {pid} 2>/dev/null")
+        reason = "ended before listening" if started.rc == 1 else "did not listen within 30 s"
+        pytest.fail(f"throwaway sshd on port {port} {reason}; its log:\n{log_text}")
+    return ThrowawaySshd(host, port, int(pid), log, pid_file)
 
 
 def test_root_is_refused_even_with_an_authorized_key(host, test_key) -> None:
     public_key = test_key.with_suffix(".pub").read_text().strip()
     host.check_output("install -d -m 0700 /root/.ssh && cp -a /root/.ssh /root/.ssh.before-test")
+    started: list[ThrowawaySshd] = []
     try:
         host.check_output(f"echo '{public_key}' >> /root/.ssh/authorized_keys")
-        assert _ssh(host, "root", key=test_key).returncode == 255
+        direct = _ssh(host, "root", key=test_key)
+        assert direct.returncode == 255, direct.stderr
+        assert "Permission denied (publickey)" in direct.stderr, direct.stderr
 
         # Prove the refusal is PermitRootLogin's, not AllowGroups': a throwaway sshd with the
         # host's configuration but root's group allowed still refuses root...
-        _throwaway_sshd(host, "/tmp/sshd-root.log", "AllowGroups=deploy root")
-        refused = _ssh(host, "root", key=test_key, port=2299)
-        assert refused.returncode == 255, refused.stderr
-        assert "ROOT LOGIN REFUSED" in host.check_output("cat /tmp/sshd-root.log")
+        strict = _throwaway_sshd(host, "AllowGroups=deploy root")
+        started.append(strict)
+        refused = _ssh(host, "root", key=test_key, port=strict.port)
+        log = strict.finished_log()
+        assert refused.returncode == 255, refused.stderr + log
+        assert "ROOT LOGIN REFUSED" in log, log
 
         # ...and lets root in with the same key once PermitRootLogin allows keys.
-        _throwaway_sshd(
-            host, "/tmp/sshd-root.log", "AllowGroups=deploy root", "PermitRootLogin=prohibit-password"
-        )
-        allowed = _ssh(host, "root", key=test_key, port=2299)
-        assert allowed.returncode == 0, allowed.stderr + host.check_output("cat /tmp/sshd-root.log")
+        lenient = _throwaway_sshd(host, "AllowGroups=deploy root", "PermitRootLogin=prohibit-password")
+        started.append(lenient)
+        allowed = _ssh(host, "root", key=test_key, port=lenient.port)
+        assert allowed.returncode == 0, allowed.stderr + lenient.finished_log()
     finally:
-        host.run(
-            "kill $(cat /tmp/sshd-2299.pid) 2>/dev/null;"
-            " rm -rf /root/.ssh && mv /root/.ssh.before-test /root/.ssh"
-        )
+        for sshd in started:
+            sshd.stop()
+        host.run("rm -rf /root/.ssh && mv /root/.ssh.before-test /root/.ssh")
 
 
 @pytest.mark.parametrize(
