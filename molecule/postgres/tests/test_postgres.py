@@ -1,0 +1,270 @@
+"""What the postgres role promises, checked on the converged Debian 12 and 13 hosts.
+
+The expected settings are computed again here, from the same inventory and group_vars converge
+used (the memory budget's plan), not copied from the rendered file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+
+import pytest
+from conftest import host_address, tcp_state
+
+APP_USER = "invoice"
+APP_DATABASE = "invoice"
+APP_PASSWORD = "molecule-test-only-postgres-password"  # molecule/shared/group_vars/vps.yml
+BRIDGE = "172.30.0.1"
+
+
+def _psql(host, sql: str, database: str = "postgres") -> str:
+    """Run SQL as the postgres superuser over the local socket; unaligned, tuples only."""
+    return host.check_output("runuser -u postgres -- psql -XAtq -d %s -c %s", database, sql)
+
+
+def _major(host) -> int:
+    return int(_psql(host, "SHOW server_version_num")) // 10000
+
+
+def _postmaster_pid(host) -> str:
+    return host.check_output(f"head -1 /var/lib/postgresql/{_major(host)}/main/postmaster.pid")
+
+
+def _conf_checksum(host) -> str:
+    return host.check_output(f"md5sum /etc/postgresql/{_major(host)}/main/conf.d/toolkit.conf")
+
+
+def _resolve(host, expression: str, extra_vars: dict[str, object]) -> object:
+    """Evaluate ``expression`` in the host's inventory variables, as converge saw them."""
+    name = host.backend.host
+    done = subprocess.run(
+        [
+            "ansible",
+            name,
+            "-i",
+            os.environ["MOLECULE_INVENTORY_FILE"],
+            "-m",
+            "ansible.builtin.debug",
+            "-a",
+            f"msg={{{{ {expression} | to_json }}}}",
+            "--extra-vars",
+            json.dumps(extra_vars),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, "ANSIBLE_STDOUT_CALLBACK": "json", "ANSIBLE_LOAD_CALLBACK_PLUGINS": "1"},
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    return json.loads(json.loads(done.stdout)["plays"][0]["tasks"][0]["hosts"][name]["msg"])
+
+
+def _plan(host) -> dict:
+    """The budget's PostgreSQL plan for this host's version (the role sets postgres_version)."""
+    plan = _resolve(host, "budget_plan.postgres", {"postgres_version": _major(host)})
+    assert isinstance(plan, dict)
+    return plan
+
+
+def _app_psql(host, image: str, conninfo: str, network: str = "bridge") -> subprocess.CompletedProcess:
+    """psql from a container on the host's Docker engine (the host's binaries, mounted read-only).
+
+    No registry is reachable: the tiny busybox image runs the host's psql through the host's
+    dynamic loader, so the client is a real process on a Docker network.
+    """
+    psql = f"/usr/lib/postgresql/{_major(host)}/bin/psql"
+    command = (
+        f"docker run --rm --network {network} -v /usr:/usr:ro {image}"
+        f" /usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2 {psql} -XAt"
+    )
+    return host.run(f"{command} %s -c 'SELECT current_user, inet_client_addr()'", conninfo)
+
+
+def _app_conninfo(address: str, user: str = APP_USER, password: str = APP_PASSWORD) -> str:
+    return f"host={address} user={user} password={password} dbname={APP_DATABASE} connect_timeout=5"
+
+
+def test_distribution_server_runs_and_starts_at_boot(host) -> None:
+    expected = 15 if host.system_info.release.startswith("12") else 17
+    assert _major(host) == expected
+    assert host.package(f"postgresql-{expected}").is_installed
+    service = host.service(f"postgresql@{expected}-main")
+    assert service.is_running
+    assert host.service("postgresql").is_enabled
+
+
+def test_show_returns_every_budget_setting(host) -> None:
+    settings = _plan(host)["settings"]
+    assert "shared_buffers" in settings, settings
+    shown = {name: _psql(host, f"SHOW {name}") for name in settings}
+    assert shown == {name: str(value) for name, value in settings.items()}
+
+
+def test_rendered_file_holds_exactly_the_budget_and_role_settings(host) -> None:
+    content = host.file(f"/etc/postgresql/{_major(host)}/main/conf.d/toolkit.conf").content_string
+    rendered = dict(
+        line.split(" = ", 1) for line in content.splitlines() if line and not line.startswith("#")
+    )
+    expected = {name: f"'{value}'" for name, value in _plan(host)["settings"].items()}
+    assert {name: rendered[name] for name in expected} == expected
+    role_own = set(rendered) - set(expected)
+    assert role_own <= {
+        "listen_addresses",
+        "port",
+        "password_encryption",
+        "log_min_duration_statement",
+        "shared_preload_libraries",
+    }, role_own
+
+
+def test_role_settings_are_in_effect(host) -> None:
+    assert _psql(host, "SHOW listen_addresses") == f"localhost,{BRIDGE}"
+    assert _psql(host, "SHOW password_encryption") == "scram-sha-256"
+    assert _psql(host, "SHOW log_min_duration_statement") == "1s"
+    assert _psql(host, "SHOW shared_preload_libraries") == "pg_stat_statements"
+
+
+def test_listens_on_loopback_and_the_docker_bridge_only(host) -> None:
+    lines = host.check_output("ss -Hltn 'sport = :5432'").splitlines()
+    addresses = {line.split()[3].rsplit(":", 1)[0] for line in lines}
+    assert addresses <= {"127.0.0.1", "[::1]", BRIDGE}, addresses
+    assert {"127.0.0.1", BRIDGE} <= addresses, addresses
+
+
+def test_memory_ceiling_is_the_budget_share(host) -> None:
+    share_mb = int(_plan(host)["memory_mb"])
+    unit = f"postgresql@{_major(host)}-main"
+    assert host.check_output(f"systemctl show -p MemoryMax --value {unit}") == str(share_mb * 1024 * 1024)
+    # The kernel enforces it: the running cluster's cgroup has the limit (cgroup v1 memory here).
+    cgroup = host.check_output(f"systemctl show -p ControlGroup --value {unit}")
+    limit = host.check_output(f"cat /sys/fs/cgroup/memory{cgroup}/memory.limit_in_bytes")
+    assert int(limit) == share_mb * 1024 * 1024
+    assert "After=docker.service" in host.check_output(f"systemctl cat {unit}")
+
+
+def test_slow_statements_are_logged(host) -> None:
+    _psql(host, "SELECT pg_sleep(1.2) AS slow_statement_probe")
+    log = host.check_output(f"tail -n 50 /var/log/postgresql/postgresql-{_major(host)}-main.log")
+    assert "SELECT pg_sleep(1.2) AS slow_statement_probe" in log
+    assert "duration: 1" in log
+
+
+def test_pg_stat_statements_records_the_apps_queries(host) -> None:
+    assert _psql(host, "SELECT extname FROM pg_extension WHERE extname = 'pg_stat_statements'", APP_DATABASE)
+    _psql(host, "SELECT 4242 AS stat_statements_probe", APP_DATABASE)
+    query = "SELECT count(*) FROM pg_stat_statements WHERE query LIKE '%stat_statements_probe%'"
+    found = _psql(host, query, APP_DATABASE)
+    assert int(found) >= 1
+
+
+def test_app_role_connects_from_docker_networks(host, tiny_image) -> None:
+    on_bridge = _app_psql(host, tiny_image, _app_conninfo(BRIDGE))
+    assert on_bridge.rc == 0, on_bridge.stderr
+    user, client = on_bridge.stdout.strip().split("|")
+    assert user == APP_USER
+    assert client.startswith("172.30.0."), client
+    # A user-defined network (the app's compose network) comes from the same pool.
+    host.check_output("docker network create pg-client-check")
+    try:
+        on_network = _app_psql(host, tiny_image, _app_conninfo(BRIDGE), network="pg-client-check")
+    finally:
+        host.run("docker network rm pg-client-check")
+    assert on_network.rc == 0, on_network.stderr
+    assert on_network.stdout.strip().split("|")[1].startswith("172.30."), on_network.stdout
+
+
+def test_nothing_else_can_log_in(host, tiny_image) -> None:
+    wrong_password = _app_psql(host, tiny_image, _app_conninfo(BRIDGE, password="not-the-password"))
+    assert wrong_password.rc != 0
+    assert "password authentication failed" in wrong_password.stderr
+    superuser = _app_psql(host, tiny_image, _app_conninfo(BRIDGE, user="postgres"))
+    assert superuser.rc != 0
+    assert "no pg_hba.conf entry" in superuser.stderr
+    # The app's role from the host itself over TCP: no rule allows it.
+    local_tcp = host.run(
+        f"/usr/lib/postgresql/{_major(host)}/bin/psql -XAt %s -c 'SELECT 1'", _app_conninfo("127.0.0.1")
+    )
+    assert local_tcp.rc != 0
+    assert "no pg_hba.conf entry" in local_tcp.stderr
+
+
+def test_unreachable_from_other_machines(host) -> None:
+    """A sibling container on the controller's network is another machine: 5432 stays closed."""
+    assert tcp_state(host_address(host), 5432) != "open"
+
+
+def test_firewall_admits_the_docker_networks_only(host) -> None:
+    status = [" ".join(line.split()) for line in host.check_output("ufw status").splitlines()]
+    assert "5432/tcp ALLOW 172.30.0.0/16 # postgres from docker" in status, status
+    assert not [line for line in status if line.startswith("5432") and "Anywhere" in line], status
+
+
+def test_reloadable_setting_changes_without_a_restart(host, run_playbook) -> None:
+    settings = dict(_plan(host)["settings"])
+    settings["work_mem"] = "7MB" if settings.get("work_mem") != "7MB" else "6MB"
+    before = _postmaster_pid(host)
+    try:
+        run = run_playbook("apply.yml", {"postgres_settings": settings})
+        assert run.rc == 0, run.output[-3000:]
+        assert _psql(host, "SHOW work_mem") == settings["work_mem"]
+        assert _postmaster_pid(host) == before, "the server restarted for a setting a reload applies"
+    finally:
+        assert run_playbook("apply.yml").rc == 0
+    assert _psql(host, "SHOW work_mem") == _plan(host)["settings"]["work_mem"]
+
+
+def test_restart_setting_restarts_the_server(host, run_playbook) -> None:
+    settings = dict(_plan(host)["settings"])
+    settings["shared_buffers"] = "160MB"
+    before = _postmaster_pid(host)
+    try:
+        run = run_playbook("apply.yml", {"postgres_settings": settings})
+        assert run.rc == 0, run.output[-3000:]
+        assert _psql(host, "SHOW shared_buffers") == "160MB"
+        assert _postmaster_pid(host) != before, "the server kept the old shared_buffers"
+    finally:
+        assert run_playbook("apply.yml").rc == 0
+    assert _psql(host, "SHOW shared_buffers") == _plan(host)["settings"]["shared_buffers"]
+
+
+def test_bad_setting_is_refused_by_postgres_and_the_server_keeps_running(host, run_playbook) -> None:
+    settings = {**_plan(host)["settings"], "shared_buffers": "lots"}
+    before = (_conf_checksum(host), _postmaster_pid(host), _psql(host, "SHOW shared_buffers"))
+    run = run_playbook("apply.yml", {"postgres_settings": settings})
+    assert run.rc != 0, run.output[-3000:]
+    assert 'invalid value for parameter "shared_buffers": "lots"' in run.output, run.output[-3000:]
+    assert run.recap.get("changed") == 0, run.output[-3000:]
+    assert (_conf_checksum(host), _postmaster_pid(host), _psql(host, "SHOW shared_buffers")) == before
+
+
+def test_overcommitted_budget_fails_before_any_change(host, run_playbook) -> None:
+    before = (_conf_checksum(host), _postmaster_pid(host))
+    run = run_playbook("converge.yml", {"budget_total_mb": 1024})
+    assert run.rc != 0, run.output[-3000:]
+    assert "memory budget refused" in run.output, run.output[-3000:]
+    assert "over-committed" in run.output, run.output[-3000:]
+    assert "Memory plan: 1024 MB host" in run.output, "the refusal should show the whole table"
+    assert run.recap.get("changed") == 0, run.output[-3000:]
+    assert (_conf_checksum(host), _postmaster_pid(host)) == before
+
+
+@pytest.mark.parametrize(
+    ("extra_vars", "message"),
+    [
+        ({"postgres_app_password": "Sh0rt-Secret"}, "postgres_app_password is too weak"),
+        ({"postgres_app_password": "changeme-postgres-app-password"}, "postgres_app_password is too weak"),
+        ({"postgres_app_networks": ["172.30.0.0"]}, "postgres_app_networks CIDR networks"),
+        ({"postgres_settings": {"Shared Buffers": "1GB"}}, "postgres_settings must map"),
+        ({"postgres_memory_max_mb": "plenty"}, "postgres_memory_max_mb"),
+    ],
+)
+def test_bad_variable_fails_before_any_change(host, run_playbook, extra_vars: dict, message: str) -> None:
+    before = _conf_checksum(host)
+    run = run_playbook("converge.yml", extra_vars)
+    assert run.rc != 0, f"a bad value was accepted: {extra_vars}\n{run.output[-3000:]}"
+    assert message in run.output, run.output[-3000:]
+    assert run.recap.get("changed") == 0, run.output[-3000:]
+    assert "Sh0rt-Secret" not in run.output, "the password leaked into the output"
+    assert _conf_checksum(host) == before

@@ -1,0 +1,185 @@
+"""What the redis role promises, checked on the converged Debian 12 and 13 hosts.
+
+The expected limits are computed again here, from the same inventory and group_vars converge
+used (the memory budget's plan), not copied from the rendered file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+
+import pytest
+from conftest import host_address, tcp_state
+
+PASSWORD = "molecule-test-only-redis-password"  # molecule/shared/group_vars/vps.yml
+BRIDGE = "172.30.0.1"
+
+
+def _cli(host, *args: str, password: str | None = PASSWORD) -> str:
+    """redis-cli against 127.0.0.1, authenticated unless ``password`` is None; its output."""
+    env = f"REDISCLI_AUTH={password} " if password else ""
+    quoted = " ".join(["%s"] * len(args))
+    return host.check_output(f"{env}redis-cli --no-auth-warning -h 127.0.0.1 {quoted}", *args)
+
+
+def _config(host, name: str) -> str:
+    """CONFIG GET ``name``: redis-cli prints the name, then the value (an empty value: nothing)."""
+    lines = _cli(host, "CONFIG", "GET", name).splitlines()
+    assert lines[0] == name, f"Redis does not know {name}: {lines}"
+    return lines[1] if len(lines) > 1 else ""
+
+
+def _pid(host) -> str:
+    return host.check_output("systemctl show -p MainPID --value redis-server")
+
+
+def _conf_checksum(host) -> str:
+    return host.check_output("md5sum /etc/redis/redis.conf")
+
+
+def _resolve(host, expression: str) -> object:
+    """Evaluate ``expression`` in the host's inventory variables, as converge saw them."""
+    name = host.backend.host
+    done = subprocess.run(
+        [
+            "ansible",
+            name,
+            "-i",
+            os.environ["MOLECULE_INVENTORY_FILE"],
+            "-m",
+            "ansible.builtin.debug",
+            "-a",
+            f"msg={{{{ {expression} | to_json }}}}",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, "ANSIBLE_STDOUT_CALLBACK": "json", "ANSIBLE_LOAD_CALLBACK_PLUGINS": "1"},
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    return json.loads(json.loads(done.stdout)["plays"][0]["tasks"][0]["hosts"][name]["msg"])
+
+
+def _from_container(host, image: str, lines: list[str], network: str = "bridge") -> str:
+    """Send RESP inline commands to Redis on the bridge from a container; the replies."""
+    payload = "\\r\\n".join(lines) + "\\r\\n"
+    return host.run(
+        f"docker run --rm --network {network} {image} sh -c 'printf \"{payload}\" | nc -w 2 {BRIDGE} 6379'"
+    ).stdout
+
+
+def test_distribution_server_runs_and_starts_at_boot(host) -> None:
+    assert host.package("redis-server").is_installed
+    service = host.service("redis-server")
+    assert service.is_running
+    assert service.is_enabled
+
+
+def test_maxmemory_is_the_budgets(host) -> None:
+    maxmemory_mb = int(_resolve(host, "budget_plan.redis.maxmemory_mb"))
+    assert maxmemory_mb > 0
+    assert _config(host, "maxmemory") == str(maxmemory_mb * 1024 * 1024)
+    assert _config(host, "maxmemory-policy") == "allkeys-lru"
+
+
+def test_memory_ceiling_is_the_budget_share(host) -> None:
+    share = int(_resolve(host, "budget_plan.redis.memory_mb")) * 1024 * 1024
+    assert host.check_output("systemctl show -p MemoryMax --value redis-server") == str(share)
+    cgroup = host.check_output("systemctl show -p ControlGroup --value redis-server")
+    limit = host.check_output(f"cat /sys/fs/cgroup/memory{cgroup}/memory.limit_in_bytes")
+    assert int(limit) == share
+    assert "After=docker.service" in host.check_output("systemctl cat redis-server")
+
+
+def test_commands_need_the_password(host) -> None:
+    assert "NOAUTH" in _cli(host, "PING", password=None)
+    wrong = host.run("REDISCLI_AUTH=not-the-password-at-all redis-cli --no-auth-warning -h 127.0.0.1 PING")
+    assert "WRONGPASS" in wrong.stdout + wrong.stderr
+    assert "PONG" not in wrong.stdout
+    assert _cli(host, "PING") == "PONG"
+
+
+def test_nothing_is_persisted(host) -> None:
+    assert _config(host, "save") == ""
+    assert _config(host, "appendonly") == "no"
+    _cli(host, "SET", "persistence-probe", "1")
+    host.check_output("systemctl restart redis-server")
+    assert _cli(host, "EXISTS", "persistence-probe") == "0"
+    assert not host.file("/var/lib/redis/dump.rdb").exists
+
+
+def test_bound_to_loopback_and_the_docker_bridge_only(host) -> None:
+    assert _config(host, "bind") == f"127.0.0.1 {BRIDGE}"
+    assert _config(host, "protected-mode") == "yes"
+    lines = host.check_output("ss -Hltn 'sport = :6379'").splitlines()
+    assert {line.split()[3].rsplit(":", 1)[0] for line in lines} == {"127.0.0.1", BRIDGE}
+
+
+def test_containers_reach_it_with_the_password(host, tiny_image) -> None:
+    replies = _from_container(host, tiny_image, [f"AUTH {PASSWORD}", "PING"])
+    assert replies.split() == ["+OK", "+PONG"], replies
+    anonymous = _from_container(host, tiny_image, ["PING"])
+    assert anonymous.startswith("-NOAUTH"), anonymous
+    host.check_output("docker network create redis-client-check")
+    try:
+        on_network = _from_container(host, tiny_image, [f"AUTH {PASSWORD}", "PING"], "redis-client-check")
+    finally:
+        host.run("docker network rm redis-client-check")
+    assert on_network.split() == ["+OK", "+PONG"], on_network
+
+
+def test_unreachable_from_other_machines(host) -> None:
+    """A sibling container on the controller's network is another machine: 6379 stays closed."""
+    assert tcp_state(host_address(host), 6379) != "open"
+
+
+def test_firewall_admits_the_docker_networks_only(host) -> None:
+    status = [" ".join(line.split()) for line in host.check_output("ufw status").splitlines()]
+    assert "6379/tcp ALLOW 172.30.0.0/16 # redis from docker" in status, status
+    assert not [line for line in status if line.startswith("6379") and "Anywhere" in line], status
+
+
+def test_config_checker_accepts_the_live_file_and_refuses_a_bad_one(host) -> None:
+    """The check the role runs before installing redis.conf (template validate)."""
+    checker = "/usr/local/sbin/toolkit-redis-check-config"
+    assert host.run(f"{checker} /etc/redis/redis.conf").rc == 0
+    host.check_output("sed 's/^maxmemory .*/maxmemory lots/' /etc/redis/redis.conf > /root/bad-redis.conf")
+    try:
+        bad = host.run(f"{checker} /root/bad-redis.conf")
+    finally:
+        host.run("rm -f /root/bad-redis.conf")
+    assert bad.rc != 0
+    assert "maxmemory lots" in bad.stderr
+    assert PASSWORD not in bad.stderr + bad.stdout
+
+
+def test_overcommitted_budget_fails_before_any_change(host, run_playbook) -> None:
+    before = (_conf_checksum(host), _pid(host))
+    run = run_playbook("converge.yml", {"budget_total_mb": 1024})
+    assert run.rc != 0, run.output[-3000:]
+    assert "memory budget refused" in run.output, run.output[-3000:]
+    assert "Memory plan: 1024 MB host" in run.output, "the refusal should show the whole table"
+    assert run.recap.get("changed") == 0, run.output[-3000:]
+    assert (_conf_checksum(host), _pid(host)) == before
+
+
+@pytest.mark.parametrize(
+    ("extra_vars", "message"),
+    [
+        ({"redis_password": "Sh0rt-Secret"}, "redis_password is too weak"),
+        ({"redis_password": "has spaces in the password"}, "redis_password is too weak"),
+        ({"redis_maxmemory_policy": "noeviction"}, "redis_maxmemory_policy"),
+        ({"redis_maxmemory_mb": 512, "redis_memory_max_mb": 256}, "redis_maxmemory_mb must be at least 1"),
+        ({"redis_bind_addresses": ["0.0.0.0/0"]}, "redis_bind_addresses"),
+    ],
+)
+def test_bad_variable_fails_before_any_change(host, run_playbook, extra_vars: dict, message: str) -> None:
+    before = (_conf_checksum(host), _pid(host))
+    run = run_playbook("converge.yml", extra_vars)
+    assert run.rc != 0, f"a bad value was accepted: {extra_vars}\n{run.output[-3000:]}"
+    assert message in run.output, run.output[-3000:]
+    assert run.recap.get("changed") == 0, run.output[-3000:]
+    assert "Sh0rt-Secret" not in run.output, "the password leaked into the output"
+    assert (_conf_checksum(host), _pid(host)) == before
