@@ -1,0 +1,836 @@
+#!/usr/bin/python3
+"""Back up the app database and uploads, prune old sets, prove a set restores, restore for real.
+
+Installed by the toolkit's backup role as /usr/local/sbin/toolkit-backup; settings come from
+/etc/toolkit/backup.json (the role renders it). Python 3 standard library only: hosts have python3.
+
+    toolkit-backup run                  take a backup set, apply retention, copy offsite (restic)
+    toolkit-backup list                 the sets, oldest first
+    toolkit-backup prune [--dry-run]    apply retention only
+    toolkit-backup drill [SET] [--keep] restore SET (default: the newest) into a scratch database and
+                                        directory, compare with the manifest, report the RTO
+    toolkit-backup restore --live SET   restore SET into the live database and uploads directory,
+                                        after a pre-restore dump (asks first unless --yes)
+    toolkit-backup restic-init          create the restic repository when it does not exist
+    toolkit-backup restic-check         `restic check` the offsite repository
+
+Consistency: one REPEATABLE READ transaction exports its snapshot; pg_dump runs with --snapshot on it
+and the per-table row counts are taken inside that same transaction, so the counts in the manifest
+describe exactly the rows in the dump. The uploads are copied after the dump (a file uploaded in
+between is in the set without a row pointing at it, which a restore tolerates).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as dt
+import fcntl
+import hashlib
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+DEFAULT_CONFIG = Path("/etc/toolkit/backup.json")
+SET_NAME = re.compile(r"^(\d{8}T\d{6}Z)$")
+SET_TIME_FORMAT = "%Y%m%dT%H%M%SZ"
+MANIFEST = "manifest.json"
+DUMP = "database.dump"
+UPLOADS = "uploads"
+PARTIAL_PREFIX = ".partial-"
+EXIT_LOCKED = 75  # EX_TEMPFAIL: try again later
+EXIT_DIFFERENT = 1
+EXIT_ERROR = 2
+
+# Row counts of every ordinary table, in one statement (query_to_xml runs a count per table).
+COUNT_ROWS_SQL = """
+SELECT n.nspname || '.' || c.relname || '|' ||
+       (xpath('/row/c/text()', query_to_xml(format('SELECT count(*) AS c FROM %I.%I', n.nspname, c.relname),
+                                             false, true, '')))[1]::text
+  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+ WHERE c.relkind = 'r' AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+   AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp%'
+ ORDER BY 1;
+"""
+
+
+class BackupError(Exception):
+    """A step failed; the message says which and why."""
+
+
+# --- Settings ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ResticSettings:
+    """The optional offsite copy."""
+
+    enabled: bool = False
+    env_file: str = "/etc/toolkit/backup/restic.env"
+    keep_daily: int = 7
+    keep_weekly: int = 4
+    check_args: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What /etc/toolkit/backup.json holds."""
+
+    database: str
+    backup_dir: Path
+    uploads_dir: Path | None
+    keep_daily: int = 7
+    keep_weekly: int = 4
+    lock_file: Path = Path("/run/lock/toolkit-backup.lock")
+    state_dir: Path = Path("/var/lib/toolkit-backup")
+    postgres_user: str = "postgres"
+    restore_stop_units: tuple[str, ...] = ()
+    restic: ResticSettings = field(default_factory=ResticSettings)
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> Settings:
+        restic = raw.get("restic") or {}
+        uploads = raw.get("uploads_dir") or ""
+        return cls(
+            database=str(raw["database"]),
+            backup_dir=Path(raw["backup_dir"]),
+            uploads_dir=Path(uploads) if uploads else None,
+            keep_daily=int(raw.get("keep_daily", 7)),
+            keep_weekly=int(raw.get("keep_weekly", 4)),
+            lock_file=Path(raw.get("lock_file", "/run/lock/toolkit-backup.lock")),
+            state_dir=Path(raw.get("state_dir", "/var/lib/toolkit-backup")),
+            postgres_user=str(raw.get("postgres_user", "postgres")),
+            restore_stop_units=tuple(raw.get("restore_stop_units", [])),
+            restic=ResticSettings(
+                enabled=bool(restic.get("enabled", False)),
+                env_file=str(restic.get("env_file", "/etc/toolkit/backup/restic.env")),
+                keep_daily=int(restic.get("keep_daily", 7)),
+                keep_weekly=int(restic.get("keep_weekly", 4)),
+                check_args=tuple(restic.get("check_args", [])),
+            ),
+        )
+
+    @classmethod
+    def load(cls, path: Path) -> Settings:
+        try:
+            return cls.from_dict(json.loads(path.read_text()))
+        except (OSError, ValueError, KeyError) as error:
+            raise BackupError(f"cannot read the settings in {path}: {error}") from error
+
+    @property
+    def drill_database(self) -> str:
+        return f"{self.database}_restore_drill"
+
+
+# --- Retention (pure) --------------------------------------------------------------------------
+
+
+def set_time(name: str) -> dt.datetime | None:
+    """The time a set was taken, from its name (UTC, e.g. 20261125T030000Z); None if not a set name."""
+    if not SET_NAME.match(name):
+        return None
+    try:
+        return dt.datetime.strptime(name, SET_TIME_FORMAT).replace(tzinfo=dt.UTC)
+    except ValueError:
+        return None
+
+
+def set_name(moment: dt.datetime) -> str:
+    return moment.astimezone(dt.UTC).strftime(SET_TIME_FORMAT)
+
+
+def select_kept(names: Iterable[str], keep_daily: int, keep_weekly: int) -> set[str]:
+    """The set names that retention keeps.
+
+    Daily: the newest set of each of the ``keep_daily`` newest days that have a set. Weekly: among
+    the sets from days before the oldest daily one, the newest set of each of the ``keep_weekly``
+    newest ISO weeks. Names that are not set names are never selected (the caller leaves them alone).
+    """
+    if keep_daily < 1 or keep_weekly < 0:
+        raise ValueError("keep_daily must be at least 1 and keep_weekly at least 0")
+    dated = sorted(((t, n) for n in names if (t := set_time(n)) is not None), reverse=True)
+    kept: set[str] = set()
+    days: list[dt.date] = []
+    for moment, name in dated:
+        if moment.date() not in days:
+            if len(days) == keep_daily:
+                break
+            days.append(moment.date())
+            kept.add(name)
+    if not days:
+        return kept
+    weeks: list[tuple[int, int]] = []
+    for moment, name in dated:
+        if moment.date() >= days[-1]:
+            continue
+        week = moment.isocalendar()[:2]
+        if week not in weeks:
+            if len(weeks) == keep_weekly:
+                break
+            weeks.append(week)
+            kept.add(name)
+    return kept
+
+
+# --- Manifests and comparison (pure) -----------------------------------------------------------
+
+
+def parse_counts(output: str) -> dict[str, int]:
+    """Read ``schema.table|count`` lines (psql -A -t) into a mapping."""
+    counts: dict[str, int] = {}
+    for line in output.splitlines():
+        if "|" not in line:
+            continue
+        table, count = line.rsplit("|", 1)
+        counts[table] = int(count)
+    return counts
+
+
+def compare(expected: dict[str, Any], tables: dict[str, int], files: dict[str, dict[str, Any]]) -> list[str]:
+    """Every difference between a manifest and what a restore produced, as readable lines."""
+    differences: list[str] = []
+    want_tables: dict[str, int] = expected.get("tables", {})
+    for table in sorted(want_tables.keys() | tables.keys()):
+        if table not in tables:
+            differences.append(
+                f"table {table}: in the backup ({want_tables[table]} rows), missing after restore"
+            )
+        elif table not in want_tables:
+            differences.append(
+                f"table {table}: not in the backup, present after restore ({tables[table]} rows)"
+            )
+        elif tables[table] != want_tables[table]:
+            differences.append(
+                f"table {table}: {want_tables[table]} rows backed up, {tables[table]} restored"
+            )
+    uploads = expected.get("uploads")
+    want_files: dict[str, dict[str, Any]] = uploads["files"] if uploads else {}
+    for path in sorted(want_files.keys() | files.keys()):
+        if path not in files:
+            differences.append(f"file {path}: in the backup, missing after restore")
+        elif path not in want_files:
+            differences.append(f"file {path}: not in the backup, present after restore")
+        elif files[path]["sha256"] != want_files[path]["sha256"]:
+            differences.append(f"file {path}: sha256 differs from the backup")
+    return differences
+
+
+def human(size: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{size:.1f} {unit}" if unit != "B" else f"{int(size)} B"
+        size /= 1024
+    return f"{size:.1f} TiB"  # pragma: no cover - unreachable
+
+
+# --- Files -------------------------------------------------------------------------------------
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def checksum_tree(
+    root: Path, previous: Path | None = None, known: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """sha256 and size of every regular file under ``root``, keyed by relative path.
+
+    A file that is the same inode as the file at the same path under ``previous`` (rsync
+    --link-dest made it a hard link: unchanged since that set) reuses that set's checksum from
+    ``known`` instead of reading it again.
+    """
+    files: dict[str, Any] = {}
+    for directory, _dirs, names in os.walk(root):
+        for name in names:
+            path = Path(directory, name)
+            info = path.lstat()
+            if not path.is_file() or path.is_symlink():
+                continue
+            relative = path.relative_to(root).as_posix()
+            reused = None
+            if previous is not None and known and relative in known:
+                with contextlib.suppress(OSError):
+                    old = (previous / relative).lstat()
+                    if (old.st_ino, old.st_dev) == (info.st_ino, info.st_dev):
+                        reused = known[relative]["sha256"]
+            files[relative] = {"bytes": info.st_size, "sha256": reused or sha256_of(path)}
+    return dict(sorted(files.items()))
+
+
+def new_bytes(root: Path) -> int:
+    """Bytes under ``root`` in files with a single link (not shared with an older set)."""
+    total = 0
+    for directory, _dirs, names in os.walk(root):
+        for name in names:
+            info = Path(directory, name).lstat()
+            if info.st_nlink == 1:
+                total += info.st_size
+    return total
+
+
+def complete_sets(backup_dir: Path) -> list[str]:
+    """Names of the finished sets (a manifest is written last), oldest first."""
+    if not backup_dir.is_dir():
+        return []
+    return sorted(
+        entry.name
+        for entry in backup_dir.iterdir()
+        if set_time(entry.name) is not None and (entry / MANIFEST).is_file()
+    )
+
+
+def read_manifest(backup_dir: Path, name: str) -> dict[str, Any]:
+    path = backup_dir / name / MANIFEST
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as error:
+        raise BackupError(f"set {name}: cannot read {path}: {error}") from error
+
+
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    temporary.replace(path)
+
+
+# --- Processes ---------------------------------------------------------------------------------
+
+
+def now_text() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+
+
+def say(message: str) -> None:
+    print(message, flush=True)
+
+
+def run(command: list[str], **kwargs: Any) -> subprocess.CompletedProcess[str]:
+    """Run a command; a non-zero exit becomes a BackupError carrying its stderr."""
+    done = subprocess.run(command, text=True, capture_output=True, check=False, cwd="/", **kwargs)
+    if done.returncode != 0:
+        detail = (done.stderr or done.stdout).strip()
+        raise BackupError(f"{command[0]} failed (exit {done.returncode}): {detail}")
+    return done
+
+
+class Postgres:
+    """psql, pg_dump and pg_restore as the postgres user over the local socket."""
+
+    def __init__(self, user: str) -> None:
+        self.user = user
+
+    def _as_user(self, command: list[str]) -> list[str]:
+        if os.geteuid() == 0:
+            return ["runuser", "-u", self.user, "--", *command]
+        return command
+
+    def psql(self, database: str, sql: str) -> str:
+        command = self._as_user(["psql", "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-d", database])
+        return run(command, input=sql).stdout
+
+    def counts(self, database: str, snapshot: str | None = None) -> dict[str, int]:
+        if snapshot is None:
+            return parse_counts(self.psql(database, COUNT_ROWS_SQL))
+        sql = (
+            "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY;\n"
+            f"SET TRANSACTION SNAPSHOT '{snapshot}';\n{COUNT_ROWS_SQL}COMMIT;\n"
+        )
+        return parse_counts(self.psql(database, sql))
+
+    @contextlib.contextmanager
+    def exported_snapshot(self, database: str) -> Iterator[str]:
+        """Hold a REPEATABLE READ transaction open and yield its exported snapshot id."""
+        command = self._as_user(["psql", "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-d", database])
+        with subprocess.Popen(
+            command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd="/"
+        ) as holder:
+            assert holder.stdin is not None  # Popen with PIPE
+            assert holder.stdout is not None
+            holder.stdin.write(
+                "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY;\nSELECT pg_export_snapshot();\n"
+            )
+            holder.stdin.flush()
+            snapshot = holder.stdout.readline().strip()
+            if not re.fullmatch(r"[0-9A-F-]+", snapshot):
+                holder.stdin.close()
+                error = holder.stderr.read().strip() if holder.stderr else ""
+                holder.wait()
+                raise BackupError(f"psql could not export a snapshot of {database}: {error or snapshot}")
+            try:
+                yield snapshot
+            finally:
+                holder.stdin.write("COMMIT;\n")
+                holder.stdin.close()
+                holder.wait()
+
+    def dump(self, database: str, target: Path, snapshot: str | None = None) -> None:
+        command = ["pg_dump", "-Fc", database]
+        if snapshot:
+            command[2:2] = ["--snapshot", snapshot]
+        with target.open("wb") as out:
+            done = subprocess.run(
+                self._as_user(command), stdout=out, stderr=subprocess.PIPE, check=False, cwd="/"
+            )
+        if done.returncode != 0:
+            raise BackupError(f"pg_dump of {database} failed: {done.stderr.decode().strip()}")
+
+    def restore(self, dump: Path, database: str, *, create: bool = False) -> None:
+        """pg_restore the dump; with ``create`` the dump's own CREATE DATABASE (owner, ACLs) is used."""
+        if create:
+            command = ["pg_restore", "--exit-on-error", "--create", "-d", "postgres"]
+        else:
+            command = [
+                "pg_restore",
+                "--exit-on-error",
+                "--no-owner",
+                "--no-privileges",
+                "--single-transaction",
+            ]
+            command += ["-d", database]
+        with dump.open("rb") as source:
+            done = subprocess.run(
+                self._as_user(command), stdin=source, capture_output=True, check=False, cwd="/"
+            )
+        if done.returncode != 0:
+            raise BackupError(f"pg_restore into {database} failed: {done.stderr.decode().strip()}")
+
+    def drop(self, database: str) -> None:
+        self.psql("postgres", f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE);')
+
+    def create(self, database: str) -> None:
+        self.psql("postgres", f'CREATE DATABASE "{database}";')
+
+    def exists(self, database: str) -> bool:
+        sql = f"SELECT 1 FROM pg_database WHERE datname = '{database}';"
+        return self.psql("postgres", sql).strip() == "1"
+
+
+def rsync(source: Path, target: Path, *, link_dest: Path | None = None, delete: bool = False) -> None:
+    """Copy a directory tree with rsync -a (exit 24, files that vanished while copying, is accepted)."""
+    command = ["rsync", "-a", "--numeric-ids"]
+    if delete:
+        command.append("--delete")
+    if link_dest is not None and link_dest.is_dir():
+        command.append(f"--link-dest={link_dest}")
+    command += [f"{source}/", f"{target}/"]
+    target.mkdir(parents=True, exist_ok=True)
+    done = subprocess.run(command, text=True, capture_output=True, check=False)
+    if done.returncode == 24:
+        say(f"warning: files vanished from {source} while it was copied (they were deleted meanwhile)")
+    elif done.returncode != 0:
+        raise BackupError(
+            f"rsync {source} -> {target} failed (exit {done.returncode}): {done.stderr.strip()}"
+        )
+
+
+# --- Lock --------------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def locked(path: Path) -> Iterator[IO[str]]:
+    """Hold an exclusive flock on ``path``; refuse (BackupLocked) when another run holds it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise BackupLocked(path) from None
+        try:
+            yield handle
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+class BackupLocked(BackupError):
+    def __init__(self, path: Path) -> None:
+        super().__init__(
+            f"another toolkit-backup run holds the lock {path}; refusing to start an overlapping run"
+        )
+
+
+# --- Restic ------------------------------------------------------------------------------------
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    """KEY=value lines (systemd EnvironmentFile syntax: # comments, optional quotes)."""
+    env: dict[str, str] = {}
+    for raw in path.read_text().splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#") or "=" not in line:
+            continue
+        key, value = line.split("=", 1)
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        env[key.strip()] = value
+    return env
+
+
+class Restic:
+    def __init__(self, settings: ResticSettings) -> None:
+        self.settings = settings
+
+    def _run(self, *args: str) -> subprocess.CompletedProcess[str]:
+        if shutil.which("restic") is None:
+            raise BackupError("restic is not installed but backup_restic_enabled is true")
+        env = {**os.environ, **read_env_file(Path(self.settings.env_file))}
+        return run(["restic", *args], env=env)
+
+    def init(self) -> bool:
+        """Create the repository unless it exists; True when it was created."""
+        try:
+            self._run("cat", "config")
+        except BackupError:
+            self._run("init")
+            return True
+        return False
+
+    def backup(self, path: Path) -> str:
+        done = self._run("backup", "--tag", "toolkit", "--host", socket.gethostname(), str(path))
+        return done.stdout.strip().splitlines()[-1] if done.stdout.strip() else ""
+
+    def forget(self) -> None:
+        self._run(
+            "forget",
+            "--tag",
+            "toolkit",
+            "--group-by",
+            "host,tags",
+            "--keep-daily",
+            str(self.settings.keep_daily),
+            "--keep-weekly",
+            str(self.settings.keep_weekly),
+            "--prune",
+        )
+
+    def check(self) -> str:
+        return self._run("check", *self.settings.check_args).stdout
+
+
+# --- Commands ----------------------------------------------------------------------------------
+
+
+def prune(settings: Settings, *, dry_run: bool = False) -> list[str]:
+    """Delete the sets retention does not keep; return their names."""
+    names = complete_sets(settings.backup_dir)
+    kept = select_kept(names, settings.keep_daily, settings.keep_weekly)
+    removed = [name for name in names if name not in kept]
+    for name in removed:
+        if not dry_run:
+            shutil.rmtree(settings.backup_dir / name)
+    verb = "would delete" if dry_run else "deleted"
+    say(
+        f"retention ({settings.keep_daily} daily + {settings.keep_weekly} weekly): kept {len(kept)} sets, "
+        f"{verb} {len(removed)}{': ' + ', '.join(removed) if removed else ''}"
+    )
+    return removed
+
+
+def take_backup(settings: Settings, postgres: Postgres) -> dict[str, Any]:
+    """Write a new set (dump, uploads, manifest) and return its manifest."""
+    started = time.monotonic()
+    settings.backup_dir.mkdir(parents=True, exist_ok=True)
+    os.chmod(settings.backup_dir, 0o700)
+    for stale in settings.backup_dir.glob(PARTIAL_PREFIX + "*"):
+        shutil.rmtree(stale, ignore_errors=True)
+    now = dt.datetime.now(dt.UTC)
+    while (settings.backup_dir / set_name(now)).exists():  # a set from the same second
+        time.sleep(0.2)
+        now = dt.datetime.now(dt.UTC)
+    name = set_name(now)
+    partial = settings.backup_dir / (PARTIAL_PREFIX + name)
+    partial.mkdir(mode=0o700)
+    try:
+        with postgres.exported_snapshot(settings.database) as snapshot:
+            tables = postgres.counts(settings.database, snapshot)
+            postgres.dump(settings.database, partial / DUMP, snapshot)
+        dumped = time.monotonic()
+        uploads: dict[str, Any] | None = None
+        if settings.uploads_dir is not None:
+            if not settings.uploads_dir.is_dir():
+                raise BackupError(
+                    f"the uploads directory {settings.uploads_dir} does not exist "
+                    "(set backup_uploads_dir to '' to back up the database alone)"
+                )
+            previous_sets = complete_sets(settings.backup_dir)
+            previous = settings.backup_dir / previous_sets[-1] if previous_sets else None
+            known = read_manifest(settings.backup_dir, previous_sets[-1]).get("uploads") if previous else None
+            rsync(settings.uploads_dir, partial / UPLOADS, link_dest=previous / UPLOADS if previous else None)
+            files = checksum_tree(
+                partial / UPLOADS,
+                previous / UPLOADS if previous else None,
+                (known or {}).get("files"),
+            )
+            uploads = {
+                "source": str(settings.uploads_dir),
+                "count": len(files),
+                "bytes": sum(f["bytes"] for f in files.values()),
+                "files": files,
+            }
+        dump_path = partial / DUMP
+        manifest: dict[str, Any] = {
+            "format": 1,
+            "name": name,
+            "host": socket.gethostname(),
+            "database": settings.database,
+            "started": now.isoformat(timespec="seconds"),
+            "consistency": "row counts taken in the transaction whose exported snapshot pg_dump used",
+            "tables": tables,
+            "dump": {"file": DUMP, "bytes": dump_path.stat().st_size, "sha256": sha256_of(dump_path)},
+            "uploads": uploads,
+            "dump_seconds": round(dumped - started, 3),
+        }
+        manifest["new_bytes"] = new_bytes(partial)
+        manifest["duration_seconds"] = round(time.monotonic() - started, 3)
+        manifest["finished"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+        write_json(partial / MANIFEST, manifest)
+        partial.rename(settings.backup_dir / name)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    return manifest
+
+
+def command_run(settings: Settings) -> int:
+    postgres = Postgres(settings.postgres_user)
+    with locked(settings.lock_file):
+        manifest = take_backup(settings, postgres)
+        uploads = manifest["uploads"]
+        total = manifest["dump"]["bytes"] + (uploads["bytes"] if uploads else 0)
+        say(
+            f"backup {manifest['name']} of {settings.database} done in {manifest['duration_seconds']:.1f} s: "
+            f"{human(total)} ({len(manifest['tables'])} tables, dump {human(manifest['dump']['bytes'])}, "
+            + (f"{uploads['count']} upload files {human(uploads['bytes'])}, " if uploads else "no uploads, ")
+            + f"{human(manifest['new_bytes'])} new on disk) in {settings.backup_dir / manifest['name']}"
+        )
+        state = {
+            "name": manifest["name"],
+            "finished": manifest["finished"],
+            "duration_seconds": manifest["duration_seconds"],
+            "bytes": total,
+            "new_bytes": manifest["new_bytes"],
+            "offsite": "disabled",
+        }
+        write_json(settings.state_dir / "last-backup.json", state)
+        prune(settings)
+        if settings.restic.enabled:
+            restic = Restic(settings.restic)
+            state["offsite"] = "failed"
+            try:
+                summary = restic.backup(settings.backup_dir / manifest["name"])
+                restic.forget()
+                state["offsite"] = "done"
+            finally:
+                write_json(settings.state_dir / "last-backup.json", state)
+            say(f"offsite copy done (restic): {summary}")
+    return 0
+
+
+def choose_set(settings: Settings, name: str | None) -> str:
+    names = complete_sets(settings.backup_dir)
+    if not names:
+        raise BackupError(f"no backup set in {settings.backup_dir}")
+    if name in (None, "", "latest"):
+        return names[-1]
+    if name not in names:
+        raise BackupError(f"no backup set named {name} in {settings.backup_dir} (have: {', '.join(names)})")
+    return name
+
+
+def check_dump(settings: Settings, name: str, manifest: dict[str, Any]) -> Path:
+    dump = settings.backup_dir / name / DUMP
+    if sha256_of(dump) != manifest["dump"]["sha256"]:
+        raise BackupError(f"set {name}: {DUMP} does not match the sha256 in its manifest (damaged set)")
+    return dump
+
+
+def command_drill(settings: Settings, name: str | None, *, keep: bool) -> int:
+    postgres = Postgres(settings.postgres_user)
+    with locked(settings.lock_file):
+        name = choose_set(settings, name)
+        manifest = read_manifest(settings.backup_dir, name)
+        scratch_db = settings.drill_database
+        scratch_dir = settings.backup_dir / ".restore-drill"
+        say(f"restore drill of set {name} into database {scratch_db} and {scratch_dir}")
+        started = time.monotonic()
+        try:
+            dump = check_dump(settings, name, manifest)
+            postgres.drop(scratch_db)
+            postgres.create(scratch_db)
+            postgres.restore(dump, scratch_db)
+            database_seconds = time.monotonic() - started
+            shutil.rmtree(scratch_dir, ignore_errors=True)
+            if manifest.get("uploads"):
+                rsync(settings.backup_dir / name / UPLOADS, scratch_dir)
+            else:
+                scratch_dir.mkdir(mode=0o700)
+            rto = time.monotonic() - started
+            differences = compare(manifest, postgres.counts(scratch_db), checksum_tree(scratch_dir))
+            total = time.monotonic() - started
+        except BackupError as error:
+            failed = {"set": name, "ok": False, "differences": [str(error)]}
+            write_json(settings.state_dir / "last-drill.json", {**failed, "finished": now_text()})
+            raise
+        finally:
+            if not keep:
+                postgres.drop(scratch_db)
+                shutil.rmtree(scratch_dir, ignore_errors=True)
+        uploads = manifest.get("uploads") or {"count": 0, "bytes": 0}
+        report = {
+            "set": name,
+            "ok": not differences,
+            "differences": differences,
+            "tables": len(manifest["tables"]),
+            "rows": sum(manifest["tables"].values()),
+            "files": uploads["count"],
+            "rto_seconds": round(rto, 3),
+            "database_seconds": round(database_seconds, 3),
+            "verify_seconds": round(total - rto, 3),
+            "finished": now_text(),
+        }
+        write_json(settings.state_dir / "last-drill.json", report)
+    for line in differences:
+        say(f"DIFFERENT: {line}")
+    verdict = "PASSED" if not differences else f"FAILED ({len(differences)} differences)"
+    say(
+        f"restore drill {verdict}: set {name}, {report['tables']} tables / {report['rows']} rows, "
+        f"{report['files']} files ({human(uploads['bytes'])}); RTO {rto:.2f} s "
+        f"(database {database_seconds:.2f} s), verified in {total - rto:.2f} s"
+        + (f"; kept {scratch_db} and {scratch_dir}" if keep else "")
+    )
+    return 0 if not differences else EXIT_DIFFERENT
+
+
+def confirm(settings: Settings, name: str) -> bool:
+    if not sys.stdin.isatty():
+        say("refusing a live restore without --yes (stdin is not a terminal)")
+        return False
+    answer = input(
+        f"Replace database {settings.database} and {settings.uploads_dir} with set {name}? "
+        f"Type the database name to go on: "
+    )
+    return answer.strip() == settings.database
+
+
+def command_restore_live(settings: Settings, name: str, *, yes: bool) -> int:
+    postgres = Postgres(settings.postgres_user)
+    with locked(settings.lock_file):
+        name = choose_set(settings, name)
+        manifest = read_manifest(settings.backup_dir, name)
+        dump = check_dump(settings, name, manifest)
+        if not yes and not confirm(settings, name):
+            return EXIT_ERROR
+        started = time.monotonic()
+        for unit in settings.restore_stop_units:
+            say(f"stopping {unit}")
+            run(["systemctl", "stop", unit])
+        try:
+            stamp = set_name(dt.datetime.now(dt.UTC))
+            pre = settings.backup_dir / "pre-restore" / stamp
+            pre.mkdir(parents=True, mode=0o700)
+            if postgres.exists(settings.database):
+                postgres.dump(settings.database, pre / DUMP)
+                say(f"pre-restore dump of {settings.database}: {pre / DUMP}")
+            if settings.uploads_dir is not None and settings.uploads_dir.is_dir():
+                rsync(settings.uploads_dir, pre / UPLOADS, link_dest=settings.backup_dir / name / UPLOADS)
+                say(f"pre-restore copy of {settings.uploads_dir}: {pre / UPLOADS}")
+            postgres.drop(settings.database)
+            postgres.restore(dump, settings.database, create=True)
+            if settings.uploads_dir is not None and manifest.get("uploads"):
+                rsync(settings.backup_dir / name / UPLOADS, settings.uploads_dir, delete=True)
+        finally:
+            for unit in settings.restore_stop_units:
+                say(f"starting {unit}")
+                subprocess.run(["systemctl", "start", unit], check=False)
+        rto = time.monotonic() - started
+        files = (
+            checksum_tree(settings.uploads_dir) if settings.uploads_dir and manifest.get("uploads") else {}
+        )
+        differences = compare(manifest, postgres.counts(settings.database), files)
+    for line in differences:
+        say(f"DIFFERENT: {line}")
+    say(
+        f"live restore of set {name} into {settings.database} "
+        + ("matches the backup" if not differences else f"has {len(differences)} differences")
+        + f" ({rto:.2f} s); the state before it is in {pre}"
+    )
+    return 0 if not differences else EXIT_DIFFERENT
+
+
+def command_list(settings: Settings) -> int:
+    for name in complete_sets(settings.backup_dir):
+        manifest = read_manifest(settings.backup_dir, name)
+        uploads = manifest.get("uploads") or {"count": 0, "bytes": 0}
+        say(
+            f"{name}  dump {human(manifest['dump']['bytes'])}  "
+            f"{uploads['count']} files {human(uploads['bytes'])}  {manifest['duration_seconds']:.1f} s"
+        )
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    cli = argparse.ArgumentParser(prog="toolkit-backup", description=__doc__.split("\n\n")[0])
+    cli.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="settings file (JSON)")
+    commands = cli.add_subparsers(dest="command", required=True)
+    commands.add_parser("run", help="take a backup set, apply retention, copy offsite")
+    commands.add_parser("list", help="list the sets")
+    prune_cli = commands.add_parser("prune", help="apply retention only")
+    prune_cli.add_argument("--dry-run", action="store_true")
+    drill = commands.add_parser("drill", help="restore a set into scratch and compare with its manifest")
+    drill.add_argument("set", nargs="?", default="latest", help="set name (default: the newest)")
+    drill.add_argument("--keep", action="store_true", help="keep the scratch database and directory")
+    restore = commands.add_parser("restore", help="restore a set into the live database and uploads")
+    restore.add_argument("--live", metavar="SET", required=True, help="set name, or latest")
+    restore.add_argument("--yes", action="store_true", help="do not ask")
+    commands.add_parser("restic-init", help="create the restic repository unless it exists")
+    commands.add_parser("restic-check", help="restic check the offsite repository")
+    return cli
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        settings = Settings.load(args.config)
+        if args.command == "run":
+            return command_run(settings)
+        if args.command == "list":
+            return command_list(settings)
+        if args.command == "prune":
+            with locked(settings.lock_file):
+                prune(settings, dry_run=args.dry_run)
+            return 0
+        if args.command == "drill":
+            return command_drill(settings, args.set, keep=args.keep)
+        if args.command == "restore":
+            return command_restore_live(settings, args.live, yes=args.yes)
+        if args.command == "restic-init":
+            say("restic repository created" if Restic(settings.restic).init() else "restic repository exists")
+            return 0
+        if not settings.restic.enabled:
+            raise BackupError("restic is not enabled (backup_restic_enabled is false)")
+        say(Restic(settings.restic).check().strip())
+        return 0
+    except BackupLocked as error:
+        print(f"toolkit-backup: {error}", file=sys.stderr, flush=True)
+        return EXIT_LOCKED
+    except BackupError as error:
+        print(f"toolkit-backup {args.command} failed: {error}", file=sys.stderr, flush=True)
+        return EXIT_ERROR
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,565 @@
+#!/usr/bin/python3
+"""Check the host and its services: one PASS/WARN/FAIL/SKIP line per check, exit 1 on any FAIL.
+
+Installed by the toolkit's monitoring role as /usr/local/sbin/toolkit-healthcheck; settings come
+from /etc/toolkit/healthcheck.json (root only: it holds the Redis password).
+
+    toolkit-healthcheck                    every enabled check, one line each
+    toolkit-healthcheck --only api,redis   just these checks (the deploy gate uses --only api)
+    toolkit-healthcheck --json             the same results as JSON
+    toolkit-healthcheck --alert            run by toolkit-healthcheck.timer: alert through
+                                           toolkit-alert when checks FAIL (once per failing set
+                                           and repeat interval), and once when all pass again
+
+WARN (provider unreachable) and SKIP (nothing to check) never make the exit code non-zero.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import fnmatch
+import json
+import os
+import re
+import shutil
+import socket
+import ssl
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+DEFAULT_CONFIG = Path("/etc/toolkit/healthcheck.json")
+PASS, WARN, FAIL, SKIP = "PASS", "WARN", "FAIL", "SKIP"
+CHECKS = ("api", "postgres", "redis", "providers", "memory", "disk", "backup", "drill", "tls", "units")
+SET_NAME = re.compile(r"^\d{8}T\d{6}Z$")
+SET_TIME_FORMAT = "%Y%m%dT%H%M%SZ"
+OWN_UNIT = "toolkit-healthcheck.service"
+# File systems that hold no data of their own (or belong to containers), left out of the
+# default disk check.
+PSEUDO_FS = frozenset(
+    [
+        "autofs",
+        "binfmt_misc",
+        "bpf",
+        "cgroup",
+        "cgroup2",
+        "configfs",
+        "debugfs",
+        "devpts",
+        "devtmpfs",
+        "efivarfs",
+        "fusectl",
+        "hugetlbfs",
+        "mqueue",
+        "nsfs",
+        "proc",
+        "pstore",
+        "ramfs",
+        "rpc_pipefs",
+        "securityfs",
+        "squashfs",
+        "sysfs",
+        "tmpfs",
+        "tracefs",
+    ]
+)
+SKIPPED_MOUNT_ROOTS = ("/proc", "/sys", "/dev", "/run", "/var/lib/docker/", "/snap/")
+
+
+@dataclass(frozen=True)
+class Result:
+    name: str
+    status: str
+    detail: str
+
+    def line(self) -> str:
+        return f"{self.status:<4} {self.name:<9} {self.detail}"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The checks and their thresholds (see the monitoring role's defaults for each one)."""
+
+    checks: tuple[str, ...] = CHECKS
+    api_url: str = "http://127.0.0.1/health/ready"
+    api_timeout: float = 5.0
+    postgres_host: str = "127.0.0.1"
+    postgres_port: int = 5432
+    redis_host: str = "127.0.0.1"
+    redis_port: int = 6379
+    redis_password: str = ""
+    providers: tuple[str, ...] = ()
+    provider_timeout: float = 3.0
+    memory_available_min_percent: float = 10.0
+    memory_psi_some_avg60_max: float = 10.0
+    disk_mounts: tuple[str, ...] = ()
+    disk_max_percent: float = 80.0
+    backup_dir: str = "/var/backups/toolkit"
+    backup_max_age_hours: float = 26.0
+    drill_unit: str = "toolkit-restore-drill.service"
+    tls_domain: str = ""
+    tls_address: str = "127.0.0.1"
+    tls_port: int = 443
+    tls_min_days: float = 14.0
+    units_ignore: tuple[str, ...] = field(default_factory=tuple)
+    alert_repeat_seconds: float = 3600.0
+    state_file: str = "/var/lib/toolkit/healthcheck-alert.json"
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> Settings:
+        known = {name: value for name, value in raw.items() if name in cls.__dataclass_fields__}
+        for name in ("checks", "providers", "disk_mounts", "units_ignore"):
+            if name in known:
+                known[name] = tuple(known[name])
+        unknown = sorted(set(known.get("checks", ())) - set(CHECKS))
+        if unknown:
+            raise ValueError(f"unknown checks in the settings: {', '.join(unknown)}")
+        return cls(**known)
+
+    @classmethod
+    def load(cls, path: Path) -> Settings:
+        return cls.from_dict(json.loads(path.read_text())) if path.is_file() else cls()
+
+
+# --- Pure parts: parse what the system says and judge it ----------------------------------------
+
+
+def parse_meminfo(text: str) -> dict[str, int]:
+    """/proc/meminfo as {field: kB}."""
+    values: dict[str, int] = {}
+    for line in text.splitlines():
+        name, _, rest = line.partition(":")
+        words = rest.split()
+        if words and words[0].isdigit():
+            values[name.strip()] = int(words[0])
+    return values
+
+
+def parse_psi_some_avg60(text: str) -> float | None:
+    """The "some avg60" share (percent) of /proc/pressure/memory, or None when absent."""
+    for line in text.splitlines():
+        words = line.split()
+        if words and words[0] == "some":
+            for word in words[1:]:
+                key, _, value = word.partition("=")
+                if key == "avg60":
+                    return float(value)
+    return None
+
+
+def memory_result(
+    meminfo: dict[str, int], psi_avg60: float | None, min_percent: float, max_psi: float
+) -> Result:
+    total, available = meminfo.get("MemTotal", 0), meminfo.get("MemAvailable")
+    if not total or available is None:
+        return Result("memory", FAIL, "cannot read MemTotal/MemAvailable from /proc/meminfo")
+    percent = 100.0 * available / total
+    psi_text = "PSI not available" if psi_avg60 is None else f"PSI some avg60 {psi_avg60:.2f}%"
+    detail = f"{available // 1024} MiB available of {total // 1024} MiB ({percent:.0f}%), {psi_text}"
+    problems = []
+    if percent < min_percent:
+        problems.append(f"available below {min_percent:g}%")
+    if psi_avg60 is not None and psi_avg60 > max_psi:
+        problems.append(f"memory pressure above {max_psi:g}%")
+    if problems:
+        return Result("memory", FAIL, f"{'; '.join(problems)}: {detail}")
+    return Result("memory", PASS, detail)
+
+
+def used_percent(blocks: int, free: int, available: int) -> float:
+    """Used share as df reports it: used / (used + available to unprivileged users)."""
+    used = blocks - free
+    usable = used + available
+    return 100.0 * used / usable if usable > 0 else 0.0
+
+
+def data_mounts(proc_mounts: str) -> list[str]:
+    """Mount points of file systems that hold data, from /proc/mounts (the default disk list)."""
+    mounts: list[str] = []
+    for line in proc_mounts.splitlines():
+        words = line.split()
+        if len(words) < 3:
+            continue
+        point = words[1].replace("\\040", " ")
+        if words[2] in PSEUDO_FS or point.startswith(SKIPPED_MOUNT_ROOTS) or point in mounts:
+            continue
+        mounts.append(point)
+    return mounts
+
+
+def disk_result(usage: dict[str, float | str], max_percent: float) -> Result:
+    """``usage`` maps a mount point to its used percent, or to an error text."""
+    if not usage:
+        return Result("disk", FAIL, "no file system to check")
+    errors = [f"{mount}: {value}" for mount, value in usage.items() if isinstance(value, str)]
+    full = [
+        f"{mount} {value:.0f}%"
+        for mount, value in usage.items()
+        if not isinstance(value, str) and value > max_percent
+    ]
+    shown = ", ".join(f"{mount} {value:.0f}%" for mount, value in usage.items() if not isinstance(value, str))
+    if errors or full:
+        return Result("disk", FAIL, f"above {max_percent:g}%: {', '.join(full + errors)} (all: {shown})")
+    return Result("disk", PASS, f"every mount at or below {max_percent:g}%: {shown}")
+
+
+def set_time(name: str) -> dt.datetime | None:
+    if not SET_NAME.match(name):
+        return None
+    return dt.datetime.strptime(name, SET_TIME_FORMAT).replace(tzinfo=dt.UTC)
+
+
+def backup_result(
+    complete_sets: Iterable[str], now: dt.datetime, max_hours: float, backup_dir: str
+) -> Result:
+    """Judge the newest complete set (name = its UTC start time, as toolkit-backup writes it)."""
+    times = sorted(moment for moment in map(set_time, complete_sets) if moment is not None)
+    if not times:
+        return Result("backup", FAIL, f"no complete backup set in {backup_dir}")
+    newest = times[-1]
+    age = (now - newest).total_seconds() / 3600
+    detail = f"newest set {newest.strftime(SET_TIME_FORMAT)} is {age:.1f} h old"
+    if age > max_hours:
+        return Result("backup", FAIL, f"{detail} (more than {max_hours:g} h)")
+    return Result("backup", PASS, detail)
+
+
+def drill_result(unit: str, load_state: str, is_failed: str) -> Result:
+    if load_state != "loaded":
+        return Result("drill", SKIP, f"not checked: {unit} is not installed")
+    if is_failed.strip() == "failed":
+        return Result("drill", FAIL, f"{unit} failed: journalctl -u {unit}")
+    return Result("drill", PASS, f"{unit} has not failed ({is_failed.strip() or 'unknown'})")
+
+
+def failed_units(listing: str, ignore: Iterable[str]) -> list[str]:
+    """Unit names from ``systemctl list-units --state=failed --plain --no-legend``, minus ignored."""
+    patterns = [OWN_UNIT, *ignore]
+    names = [line.split()[0] for line in listing.splitlines() if line.split()]
+    names = [name.lstrip("●* ") for name in names]
+    return [name for name in names if name and not any(fnmatch.fnmatch(name, pat) for pat in patterns)]
+
+
+def units_result(names: list[str]) -> Result:
+    if names:
+        return Result("units", FAIL, f"failed: {', '.join(names)}")
+    return Result("units", PASS, "no failed systemd unit")
+
+
+def certificate_days_left(not_after: str, now: float) -> float:
+    """Days until a certificate's notAfter (as ssl's getpeercert() gives it)."""
+    return (ssl.cert_time_to_seconds(not_after) - now) / 86400
+
+
+def tls_result(domain: str, days_left: float, min_days: float) -> Result:
+    detail = f"certificate of {domain} expires in {days_left:.1f} days"
+    if days_left < min_days:
+        return Result("tls", FAIL, f"{detail} (less than {min_days:g})")
+    return Result("tls", PASS, detail)
+
+
+def resp_command(*words: str) -> bytes:
+    """A Redis command in RESP."""
+    parts = [f"*{len(words)}\r\n".encode()]
+    for word in words:
+        data = word.encode()
+        parts.append(b"$%d\r\n%s\r\n" % (len(data), data))
+    return b"".join(parts)
+
+
+def redis_result(replies: list[str], address: str) -> Result:
+    """Judge the reply lines of [AUTH,] PING."""
+    for reply in replies:
+        if reply.startswith("-"):
+            return Result("redis", FAIL, f"{address} answered {reply[1:].strip()}")
+    if replies and replies[-1].strip() == "+PONG":
+        return Result("redis", PASS, f"{address} answered PONG")
+    return Result("redis", FAIL, f"{address} gave no PONG (got {replies!r})")
+
+
+def provider_result(failures: dict[str, str], checked: list[str]) -> Result:
+    if not checked:
+        return Result("providers", SKIP, "not checked: no provider hosts configured")
+    if failures:
+        listed = "; ".join(f"{target}: {error}" for target, error in failures.items())
+        return Result("providers", WARN, f"unreachable (non-blocking): {listed}")
+    return Result("providers", PASS, f"reachable: {', '.join(checked)}")
+
+
+def split_target(target: str, default_port: int = 443) -> tuple[str, int]:
+    host, sep, port = target.rpartition(":")
+    if sep and port.isdigit() and host:
+        return host.strip("[]"), int(port)
+    return target, default_port
+
+
+def selected(only: str | None, enabled: Iterable[str]) -> list[str]:
+    """Checks to run, in the canonical order; ``only`` is a comma-separated list of names."""
+    if not only:
+        return [name for name in CHECKS if name in set(enabled)]
+    wanted = [name.strip() for name in only.split(",") if name.strip()]
+    unknown = [name for name in wanted if name not in CHECKS]
+    if unknown:
+        raise ValueError(f"unknown check {', '.join(unknown)} (known: {', '.join(CHECKS)})")
+    return [name for name in CHECKS if name in wanted]
+
+
+def exit_code(results: Iterable[Result]) -> int:
+    return 1 if any(result.status == FAIL for result in results) else 0
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What alert mode does after a run: send nothing, an alert, or a recovery message."""
+
+    action: str | None
+    state: dict[str, Any]
+
+
+def decide(state: dict[str, Any] | None, failing: list[str], now: float, repeat_seconds: float) -> Decision:
+    """Alert once per failing set and repeat interval; say so once when everything passes again."""
+    state = state or {}
+    before = sorted(state.get("failing") or [])
+    failing = sorted(failing)
+    if failing:
+        if failing == before and now - float(state.get("sent", 0)) < repeat_seconds:
+            return Decision(None, state)
+        return Decision("alert", {"failing": failing, "sent": now})
+    if before:
+        return Decision("recovery", {"failing": [], "sent": now})
+    return Decision(None, state)
+
+
+def alert_text(results: list[Result], host: str, action: str) -> tuple[str, str]:
+    """Title and body of the alert (or recovery) message."""
+    failing = [result.name for result in results if result.status == FAIL]
+    if action == "alert":
+        title = f"toolkit health on {host}: FAIL {', '.join(failing)}"
+    else:
+        title = f"toolkit health on {host}: all checks pass again"
+    return title, "\n".join(result.line() for result in results)
+
+
+# --- Checks that talk to the system ---------------------------------------------------------------
+
+
+def check_api(settings: Settings) -> Result:
+    try:
+        with urllib.request.urlopen(settings.api_url, timeout=settings.api_timeout) as answer:
+            return Result("api", PASS, f"{settings.api_url} answered {answer.status}")
+    except urllib.error.HTTPError as error:
+        return Result("api", FAIL, f"{settings.api_url} answered {error.code}")
+    except (urllib.error.URLError, OSError) as error:
+        reason = getattr(error, "reason", error)
+        return Result("api", FAIL, f"{settings.api_url} did not answer: {reason}")
+
+
+def check_postgres(settings: Settings) -> Result:
+    address = f"{settings.postgres_host}:{settings.postgres_port}"
+    program = shutil.which("pg_isready") or next(
+        iter(sorted(Path("/usr/lib/postgresql").glob("*/bin/pg_isready"), reverse=True)), None
+    )
+    if not program:
+        return Result("postgres", FAIL, f"pg_isready not found: no PostgreSQL client here to check {address}")
+    done = subprocess.run(
+        [str(program), "-h", settings.postgres_host, "-p", str(settings.postgres_port), "-t", "5"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    meaning = {0: "accepting connections", 1: "rejecting connections", 2: "no response", 3: "not attempted"}
+    detail = f"{address} {meaning.get(done.returncode, f'pg_isready exit {done.returncode}')}"
+    return Result("postgres", PASS if done.returncode == 0 else FAIL, detail)
+
+
+def check_redis(settings: Settings) -> Result:
+    address = f"{settings.redis_host}:{settings.redis_port}"
+    commands = ([resp_command("AUTH", settings.redis_password)] if settings.redis_password else []) + [
+        resp_command("PING")
+    ]
+    replies: list[str] = []
+    try:
+        with socket.create_connection((settings.redis_host, settings.redis_port), timeout=3) as conn:
+            reader = conn.makefile("rb")
+            for command in commands:
+                conn.sendall(command)
+                replies.append(reader.readline().decode(errors="replace").rstrip("\r\n"))
+    except OSError as error:
+        return Result("redis", FAIL, f"{address} did not answer: {error}")
+    return redis_result(replies, address)
+
+
+def check_providers(settings: Settings) -> Result:
+    failures: dict[str, str] = {}
+    context = ssl.create_default_context()
+    for target in settings.providers:
+        host, port = split_target(target)
+        try:
+            with (
+                socket.create_connection((host, port), timeout=settings.provider_timeout) as conn,
+                context.wrap_socket(conn, server_hostname=host),
+            ):
+                pass
+        except (OSError, ssl.SSLError) as error:
+            failures[target] = str(error) or type(error).__name__
+    return provider_result(failures, list(settings.providers))
+
+
+def check_memory(settings: Settings) -> Result:
+    meminfo = parse_meminfo(Path("/proc/meminfo").read_text())
+    try:
+        psi = parse_psi_some_avg60(Path("/proc/pressure/memory").read_text())
+    except OSError:
+        psi = None
+    return memory_result(
+        meminfo, psi, settings.memory_available_min_percent, settings.memory_psi_some_avg60_max
+    )
+
+
+def check_disk(settings: Settings) -> Result:
+    mounts = list(settings.disk_mounts) or data_mounts(Path("/proc/mounts").read_text())
+    usage: dict[str, float | str] = {}
+    for mount in mounts:
+        try:
+            stat = os.statvfs(mount)
+        except OSError as error:
+            usage[mount] = f"cannot check ({error.strerror})"
+            continue
+        usage[mount] = used_percent(stat.f_blocks, stat.f_bfree, stat.f_bavail)
+    return disk_result(usage, settings.disk_max_percent)
+
+
+def check_backup(settings: Settings) -> Result:
+    root = Path(settings.backup_dir)
+    sets = (
+        [entry.name for entry in root.iterdir() if (entry / "manifest.json").is_file()]
+        if root.is_dir()
+        else []
+    )
+    return backup_result(sets, dt.datetime.now(dt.UTC), settings.backup_max_age_hours, settings.backup_dir)
+
+
+def systemctl(*args: str) -> str:
+    done = subprocess.run(["systemctl", *args], capture_output=True, text=True, check=False)
+    return done.stdout.strip()
+
+
+def check_drill(settings: Settings) -> Result:
+    load_state = systemctl("show", "-p", "LoadState", "--value", settings.drill_unit)
+    return drill_result(settings.drill_unit, load_state, systemctl("is-failed", settings.drill_unit))
+
+
+def check_units(settings: Settings) -> Result:
+    listing = systemctl("list-units", "--state=failed", "--plain", "--no-legend", "--no-pager")
+    return units_result(failed_units(listing, settings.units_ignore))
+
+
+def check_tls(settings: Settings) -> Result:
+    endpoint = f"{settings.tls_address}:{settings.tls_port}"
+    if not settings.tls_domain:
+        return Result("tls", SKIP, "not checked: no TLS endpoint (no domain configured)")
+    try:
+        conn = socket.create_connection((settings.tls_address, settings.tls_port), timeout=5)
+    except OSError as error:
+        return Result("tls", SKIP, f"not checked: no TLS endpoint on {endpoint} ({error})")
+    try:
+        with ssl.create_default_context().wrap_socket(conn, server_hostname=settings.tls_domain) as tls:
+            certificate = tls.getpeercert() or {}
+    except (OSError, ssl.SSLError) as error:
+        return Result("tls", FAIL, f"{settings.tls_domain} on {endpoint}: {error}")
+    finally:
+        conn.close()
+    not_after = str(certificate.get("notAfter", ""))
+    if not not_after:
+        return Result("tls", FAIL, f"{settings.tls_domain} on {endpoint}: no certificate expiry")
+    return tls_result(
+        settings.tls_domain, certificate_days_left(not_after, time.time()), settings.tls_min_days
+    )
+
+
+RUNNERS: dict[str, Callable[[Settings], Result]] = {
+    "api": check_api,
+    "postgres": check_postgres,
+    "redis": check_redis,
+    "providers": check_providers,
+    "memory": check_memory,
+    "disk": check_disk,
+    "backup": check_backup,
+    "drill": check_drill,
+    "tls": check_tls,
+    "units": check_units,
+}
+
+
+def run_checks(settings: Settings, names: list[str]) -> list[Result]:
+    results = []
+    for name in names:
+        try:
+            results.append(RUNNERS[name](settings))
+        except Exception as error:  # one broken check must not hide the others
+            results.append(Result(name, FAIL, f"check crashed: {type(error).__name__}: {error}"))
+    return results
+
+
+def send_alert(results: list[Result], action: str) -> bool:
+    title, body = alert_text(results, socket.gethostname(), action)
+    command = ["toolkit-alert", "--title", title, "--message", body]
+    if action == "recovery":
+        command += ["--priority", "default", "--tags", "white_check_mark"]
+    done = subprocess.run(command, check=False)
+    return done.returncode == 0
+
+
+def alert(settings: Settings, results: list[Result]) -> int:
+    """Alert mode: decide from the saved state, send, and save the new state once delivered."""
+    path = Path(settings.state_file)
+    try:
+        state = json.loads(path.read_text()) if path.is_file() else None
+    except ValueError:
+        state = None
+    failing = [result.name for result in results if result.status == FAIL]
+    decision = decide(state, failing, time.time(), settings.alert_repeat_seconds)
+    if decision.action is None:
+        print(f"toolkit-healthcheck: no alert ({'still failing, already sent' if failing else 'all pass'})")
+        return 0
+    if not send_alert(results, decision.action):
+        print("toolkit-healthcheck: the alert was not delivered; trying again next run", file=sys.stderr)
+        return 1
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(decision.state) + "\n")
+    print(f"toolkit-healthcheck: sent {decision.action} ({', '.join(failing) or 'all pass'})")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    cli = argparse.ArgumentParser(prog="toolkit-healthcheck", description=(__doc__ or "").split("\n\n")[0])
+    cli.add_argument("--config", type=Path, default=DEFAULT_CONFIG)
+    cli.add_argument("--only", metavar="NAME[,NAME]", help=f"run only these checks ({', '.join(CHECKS)})")
+    cli.add_argument("--json", action="store_true", help="print the results as JSON")
+    cli.add_argument("--alert", action="store_true", help="send an alert on FAIL (what the timer runs)")
+    args = cli.parse_args(argv)
+    try:
+        settings = Settings.load(args.config)
+        names = selected(args.only, settings.checks)
+    except (ValueError, OSError) as error:
+        cli.error(str(error))
+    results = run_checks(settings, names)
+    if args.json:
+        print(json.dumps({"ok": exit_code(results) == 0, "checks": [asdict(r) for r in results]}, indent=2))
+    else:
+        for result in results:
+            print(result.line())
+    if args.alert:
+        return alert(settings, results)
+    return exit_code(results)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

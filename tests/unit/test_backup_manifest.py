@@ -1,0 +1,172 @@
+"""What toolkit-backup records and compares: row counts, checksums, settings, the run lock."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+
+def _load(name: str) -> ModuleType:
+    path = Path(__file__).resolve().parents[2] / "roles" / "backup" / "files" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+tb = _load("toolkit_backup")
+
+MANIFEST = {
+    "tables": {"public.invoices": 50, "public.line_items": 120, "public.empty": 0},
+    "uploads": {
+        "files": {
+            "a.txt": {"bytes": 6, "sha256": "aa"},
+            "2026/11/scan 1.jpg": {"bytes": 9, "sha256": "bb"},
+        }
+    },
+}
+
+
+def test_psql_count_lines_are_parsed() -> None:
+    output = "public.invoices|50\npublic.odd|name|7\n\npublic.empty|0\n"
+    assert tb.parse_counts(output) == {"public.invoices": 50, "public.odd|name": 7, "public.empty": 0}
+
+
+def test_an_identical_restore_has_no_differences() -> None:
+    files = {"a.txt": {"sha256": "aa"}, "2026/11/scan 1.jpg": {"sha256": "bb"}}
+    assert tb.compare(MANIFEST, dict(MANIFEST["tables"]), files) == []
+
+
+def test_every_kind_of_difference_is_named() -> None:
+    tables = {"public.invoices": 49, "public.empty": 0, "public.extra": 3}
+    files = {"a.txt": {"sha256": "zz"}, "new.txt": {"sha256": "cc"}}
+    assert tb.compare(MANIFEST, tables, files) == [
+        "table public.extra: not in the backup, present after restore (3 rows)",
+        "table public.invoices: 50 rows backed up, 49 restored",
+        "table public.line_items: in the backup (120 rows), missing after restore",
+        "file 2026/11/scan 1.jpg: in the backup, missing after restore",
+        "file a.txt: sha256 differs from the backup",
+        "file new.txt: not in the backup, present after restore",
+    ]
+
+
+def test_a_database_only_set_compares_tables_alone() -> None:
+    assert tb.compare({"tables": {"t": 1}, "uploads": None}, {"t": 1}, {}) == []
+
+
+def test_checksums_cover_every_regular_file(tmp_path: Path) -> None:
+    (tmp_path / "sub dir").mkdir()
+    (tmp_path / "sub dir" / "x.bin").write_bytes(b"\x00\x01")
+    (tmp_path / "a.txt").write_text("hello\n")
+    (tmp_path / "link").symlink_to("a.txt")
+    tree = tb.checksum_tree(tmp_path)
+    assert tree == {
+        "a.txt": {"bytes": 6, "sha256": "5891b5b522d5df086d0ff0b110fbd9d21bb4fc7163af34d08286a2e846f6be03"},
+        "sub dir/x.bin": {
+            "bytes": 2,
+            "sha256": "b413f47d13ee2fe6c845b2ee141af81de858df4ec549a58b7970bb96645bc8d2",
+        },
+    }
+
+
+def test_hard_linked_files_reuse_the_previous_checksum_and_others_are_read(tmp_path: Path) -> None:
+    old, new = tmp_path / "old", tmp_path / "new"
+    old.mkdir()
+    new.mkdir()
+    (old / "same.txt").write_text("same")
+    os.link(old / "same.txt", new / "same.txt")
+    (old / "changed.txt").write_text("v1")
+    (new / "changed.txt").write_text("v2")
+    known = {"same.txt": {"sha256": "from-previous-manifest"}, "changed.txt": {"sha256": "stale"}}
+    tree = tb.checksum_tree(new, old, known)
+    assert tree["same.txt"]["sha256"] == "from-previous-manifest"
+    assert tree["changed.txt"]["sha256"] == tb.sha256_of(new / "changed.txt")
+
+
+def test_new_bytes_count_only_files_not_shared_with_an_older_set(tmp_path: Path) -> None:
+    (tmp_path / "shared").write_bytes(b"x" * 100)
+    os.link(tmp_path / "shared", tmp_path / "shared-again")
+    (tmp_path / "fresh").write_bytes(b"y" * 7)
+    assert tb.new_bytes(tmp_path) == 7
+
+
+def test_env_file_follows_systemd_syntax(tmp_path: Path) -> None:
+    env = tmp_path / "restic.env"
+    env.write_text(
+        "# comment\nRESTIC_REPOSITORY=s3:https://s3.eu-central-003.backblazeb2.com/b/p\n"
+        "AWS_SECRET_ACCESS_KEY='with = sign'\n\nEMPTY=\nnot a line\n"
+    )
+    assert tb.read_env_file(env) == {
+        "RESTIC_REPOSITORY": "s3:https://s3.eu-central-003.backblazeb2.com/b/p",
+        "AWS_SECRET_ACCESS_KEY": "with = sign",
+        "EMPTY": "",
+    }
+
+
+def test_settings_read_the_rendered_json(tmp_path: Path) -> None:
+    path = tmp_path / "backup.json"
+    path.write_text(
+        '{"database": "invoice", "backup_dir": "/b", "uploads_dir": "", "keep_daily": 3,'
+        ' "restic": {"enabled": true, "check_args": ["--read-data-subset=5%"]}}'
+    )
+    settings = tb.Settings.load(path)
+    assert settings.uploads_dir is None
+    assert settings.keep_daily == 3
+    assert settings.keep_weekly == 4
+    assert settings.restic.enabled
+    assert settings.restic.check_args == ("--read-data-subset=5%",)
+    assert settings.drill_database == "invoice_restore_drill"
+
+
+def test_unreadable_settings_fail_with_the_path(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "backup.json"
+    path.write_text("{not json")
+    assert tb.main(["--config", str(path), "list"]) == tb.EXIT_ERROR
+    assert f"cannot read the settings in {path}" in capsys.readouterr().err
+
+
+def test_an_overlapping_run_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    lock = tmp_path / "toolkit-backup.lock"
+    config = tmp_path / "backup.json"
+    config.write_text(f'{{"database": "x", "backup_dir": "{tmp_path}/sets", "lock_file": "{lock}"}}')
+    # flock(1) runs sleep as its child, which inherits the lock: end the whole process group.
+    holder = subprocess.Popen(["flock", str(lock), "sleep", "30"], start_new_session=True)
+    try:
+        for _ in range(50):
+            if lock.exists():
+                break
+            time.sleep(0.05)
+        time.sleep(0.2)
+        assert tb.main(["--config", str(config), "run"]) == tb.EXIT_LOCKED
+        assert "refusing to start an overlapping run" in capsys.readouterr().err
+        assert not (tmp_path / "sets").exists(), "a refused run must not touch the backup directory"
+    finally:
+        os.killpg(holder.pid, signal.SIGKILL)
+        holder.wait()
+    # Once the holder is gone the lock is free again.
+    with tb.locked(lock):
+        pass
+
+
+def test_drill_of_an_unknown_set_names_the_sets_there(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "20261001T030000Z").mkdir()
+    (tmp_path / "20261001T030000Z" / "manifest.json").write_text("{}")
+    config = tmp_path / "backup.json"
+    config.write_text(f'{{"database": "x", "backup_dir": "{tmp_path}", "lock_file": "{tmp_path}/lock"}}')
+    assert tb.main(["--config", str(config), "drill", "20990101T000000Z"]) == tb.EXIT_ERROR
+    err = capsys.readouterr().err
+    assert "no backup set named 20990101T000000Z" in err
+    assert "(have: 20261001T030000Z)" in err

@@ -1,0 +1,306 @@
+"""toolkit-healthcheck: how each check judges what the system reports, and when alert mode alerts."""
+
+from __future__ import annotations
+
+import datetime as dt
+import importlib.util
+import json
+import socket
+import ssl
+import sys
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[2] / "roles" / "monitoring" / "files" / "toolkit_healthcheck.py"
+
+
+def _load() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("toolkit_healthcheck", SCRIPT)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["toolkit_healthcheck"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+hc = _load()
+
+MEMINFO = """MemTotal:        8000000 kB
+MemFree:          100000 kB
+MemAvailable:    2000000 kB
+Buffers:           10000 kB
+"""
+PSI = """some avg10=1.50 avg60=12.25 avg300=3.00 total=123456
+full avg10=0.00 avg60=0.50 avg300=0.10 total=2345
+"""
+NOW = dt.datetime(2026, 11, 25, 12, 0, tzinfo=dt.UTC)
+
+
+def test_meminfo_and_psi_are_read() -> None:
+    assert hc.parse_meminfo(MEMINFO)["MemAvailable"] == 2000000
+    assert hc.parse_psi_some_avg60(PSI) == 12.25
+    assert hc.parse_psi_some_avg60("") is None
+
+
+@pytest.mark.parametrize(
+    ("available_kb", "psi", "status", "reason"),
+    [
+        (2000000, 1.0, "PASS", ""),
+        (2000000, None, "PASS", ""),
+        (400000, 1.0, "FAIL", "available below 10%"),
+        (2000000, 12.25, "FAIL", "memory pressure above 10%"),
+        (400000, 50.0, "FAIL", "available below 10%; memory pressure above 10%"),
+    ],
+)
+def test_memory_fails_on_low_available_or_pressure(
+    available_kb: int, psi: float | None, status: str, reason: str
+) -> None:
+    result = hc.memory_result({"MemTotal": 8000000, "MemAvailable": available_kb}, psi, 10, 10)
+    assert result.status == status
+    assert result.detail.startswith(reason)
+    assert f"{available_kb // 1024} MiB available of 7812 MiB" in result.detail
+
+
+def test_memory_without_meminfo_fields_fails() -> None:
+    assert hc.memory_result({}, None, 10, 10).status == "FAIL"
+
+
+def test_used_percent_is_what_df_shows() -> None:
+    # 100 blocks, 30 free of which 25 usable by users: 70 used of 95 usable.
+    assert hc.used_percent(100, 30, 25) == pytest.approx(73.68, abs=0.01)
+    assert hc.used_percent(0, 0, 0) == 0.0
+
+
+def test_data_mounts_leave_out_pseudo_and_container_file_systems() -> None:
+    mounts = "\n".join(
+        [
+            "/dev/sda1 / ext4 rw 0 0",
+            "proc /proc proc rw 0 0",
+            "tmpfs /run tmpfs rw 0 0",
+            "/dev/sda2 /srv/my\\040data xfs rw 0 0",
+            "overlay /var/lib/docker/overlay2/abc/merged overlay rw 0 0",
+            "/dev/sda1 / ext4 rw 0 0",
+            "cgroup2 /sys/fs/cgroup cgroup2 rw 0 0",
+        ]
+    )
+    assert hc.data_mounts(mounts) == ["/", "/srv/my data"]
+
+
+def test_disk_fails_above_the_threshold_and_names_the_mount() -> None:
+    result = hc.disk_result({"/": 42.0, "/srv": 81.2}, 80)
+    assert result.status == "FAIL"
+    assert result.detail == "above 80%: /srv 81% (all: / 42%, /srv 81%)"
+    assert hc.disk_result({"/": 80.0}, 80).status == "PASS"
+
+
+def test_disk_fails_on_a_mount_it_cannot_read() -> None:
+    result = hc.disk_result({"/gone": "cannot check (No such file or directory)"}, 80)
+    assert result.status == "FAIL"
+    assert "/gone: cannot check" in result.detail
+
+
+@pytest.mark.parametrize(
+    ("sets", "status", "detail"),
+    [
+        (["20261124T120000Z", "20261125T030000Z"], "PASS", "newest set 20261125T030000Z is 9.0 h old"),
+        (["20261124T090000Z"], "FAIL", "newest set 20261124T090000Z is 27.0 h old (more than 26 h)"),
+        (["pre-restore", "notes.txt"], "FAIL", "no complete backup set in /b"),
+        ([], "FAIL", "no complete backup set in /b"),
+    ],
+)
+def test_backup_age_is_judged_on_the_newest_set(sets: list[str], status: str, detail: str) -> None:
+    result = hc.backup_result(sets, NOW, 26, "/b")
+    assert (result.status, result.detail) == (status, detail)
+
+
+def test_drill_fails_only_while_its_unit_is_failed() -> None:
+    unit = "toolkit-restore-drill.service"
+    assert hc.drill_result(unit, "loaded", "failed\n").status == "FAIL"
+    assert hc.drill_result(unit, "loaded", "inactive").status == "PASS"
+    skipped = hc.drill_result(unit, "not-found", "inactive")
+    assert skipped.status == "SKIP"
+    assert skipped.detail == f"not checked: {unit} is not installed"
+
+
+def test_failed_units_leave_out_the_health_check_and_ignored_patterns() -> None:
+    listing = (
+        "toolkit-backup.service loaded failed failed Toolkit backup\n"
+        "toolkit-healthcheck.service loaded failed failed Toolkit health check\n"
+        "getty@tty1.service loaded failed failed Getty\n"
+    )
+    assert hc.failed_units(listing, ["getty@*"]) == ["toolkit-backup.service"]
+    assert hc.units_result([]).status == "PASS"
+    assert hc.units_result(["a.service"]).detail == "failed: a.service"
+
+
+def test_certificate_days_and_expiry_threshold() -> None:
+    now = ssl.cert_time_to_seconds("Nov 25 12:00:00 2026 GMT")
+    assert hc.certificate_days_left("Dec  5 12:00:00 2026 GMT", now) == pytest.approx(10.0)
+    assert hc.tls_result("example.org", 10.0, 14).status == "FAIL"
+    assert hc.tls_result("example.org", 30.0, 14).status == "PASS"
+
+
+def test_redis_commands_and_replies() -> None:
+    assert hc.resp_command("AUTH", "pässword") == b"*2\r\n$4\r\nAUTH\r\n$9\r\np\xc3\xa4ssword\r\n"
+    assert hc.redis_result(["+OK", "+PONG"], "r:1").status == "PASS"
+    denied = hc.redis_result(["-WRONGPASS invalid username-password pair"], "r:1")
+    assert denied.status == "FAIL"
+    assert denied.detail == "r:1 answered WRONGPASS invalid username-password pair"
+    assert hc.redis_result(["-NOAUTH Authentication required."], "r:1").status == "FAIL"
+
+
+def test_providers_warn_and_never_fail() -> None:
+    assert hc.provider_result({"a:443": "timed out"}, ["a:443", "b:443"]).status == "WARN"
+    assert hc.provider_result({}, ["a:443"]).status == "PASS"
+    assert hc.provider_result({}, []).status == "SKIP"
+    assert hc.split_target("api.example.org:8443") == ("api.example.org", 8443)
+    assert hc.split_target("api.example.org") == ("api.example.org", 443)
+
+
+def test_only_selects_known_checks_in_order() -> None:
+    assert hc.selected("redis, api", hc.CHECKS) == ["api", "redis"]
+    assert hc.selected(None, ["units", "disk"]) == ["disk", "units"]
+    with pytest.raises(ValueError, match="unknown check dsik"):
+        hc.selected("dsik", hc.CHECKS)
+
+
+def test_exit_code_is_1_only_on_a_fail() -> None:
+    assert (
+        hc.exit_code([hc.Result("a", "PASS", ""), hc.Result("b", "WARN", ""), hc.Result("c", "SKIP", "")])
+        == 0
+    )
+    assert hc.exit_code([hc.Result("a", "PASS", ""), hc.Result("b", "FAIL", "")]) == 1
+
+
+def test_alert_once_per_failing_set_and_interval() -> None:
+    first = hc.decide(None, ["disk"], 1000.0, 3600)
+    assert first.action == "alert"
+    assert hc.decide(first.state, ["disk"], 2000.0, 3600).action is None
+    assert hc.decide(first.state, ["disk"], 1000.0 + 3600, 3600).action == "alert"
+    # A different failing set is news at once.
+    changed = hc.decide(first.state, ["backup", "disk"], 1100.0, 3600)
+    assert changed.action == "alert"
+    assert changed.state["failing"] == ["backup", "disk"]
+
+
+def test_recovery_is_said_once() -> None:
+    recovered = hc.decide({"failing": ["disk"], "sent": 1.0}, [], 50.0, 3600)
+    assert recovered.action == "recovery"
+    assert hc.decide(recovered.state, [], 60.0, 3600).action is None
+    assert hc.decide(None, [], 60.0, 3600).action is None
+
+
+def test_alert_text_names_the_failing_checks() -> None:
+    results = [hc.Result("disk", "FAIL", "above 80%: / 91%"), hc.Result("units", "PASS", "none")]
+    title, body = hc.alert_text(results, "vps1", "alert")
+    assert title == "toolkit health on vps1: FAIL disk"
+    assert body.splitlines()[0] == "FAIL disk      above 80%: / 91%"
+    assert hc.alert_text(results, "vps1", "recovery")[0] == "toolkit health on vps1: all checks pass again"
+
+
+def test_settings_refuse_unknown_checks(tmp_path: Path) -> None:
+    path = tmp_path / "healthcheck.json"
+    path.write_text(json.dumps({"checks": ["disk"], "disk_mounts": ["/"], "unknown_key": 1}))
+    assert hc.Settings.load(path).checks == ("disk",)
+    path.write_text(json.dumps({"checks": ["dsik"]}))
+    with pytest.raises(ValueError, match="unknown checks in the settings: dsik"):
+        hc.Settings.load(path)
+
+
+class _Ready(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        self.send_response(200 if self.path == "/health/ready" else 503)
+        self.end_headers()
+
+    def log_message(self, *_args: object) -> None:
+        return
+
+
+@pytest.fixture
+def api() -> Iterator[str]:
+    server = HTTPServer(("127.0.0.1", 0), _Ready)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+def test_api_check_reads_the_status(api: str) -> None:
+    assert hc.check_api(hc.Settings(api_url=f"{api}/health/ready")).status == "PASS"
+    not_ready = hc.check_api(hc.Settings(api_url=f"{api}/other"))
+    assert (not_ready.status, not_ready.detail) == ("FAIL", f"{api}/other answered 503")
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_nothing_listening_is_a_clear_fail_or_skip() -> None:
+    port = _free_port()
+    settings = hc.Settings(
+        api_url=f"http://127.0.0.1:{port}/health/ready",
+        redis_port=port,
+        tls_domain="example.org",
+        tls_port=port,
+        providers=(f"127.0.0.1:{port}",),
+    )
+    assert hc.check_api(settings).detail.startswith(f"http://127.0.0.1:{port}/health/ready did not answer")
+    assert hc.check_redis(settings).detail.startswith(f"127.0.0.1:{port} did not answer")
+    tls = hc.check_tls(settings)
+    assert (tls.status, tls.detail.split(" (")[0]) == (
+        "SKIP",
+        f"not checked: no TLS endpoint on 127.0.0.1:{port}",
+    )
+    assert hc.check_providers(settings).status == "WARN"
+    assert hc.check_tls(hc.Settings()).detail == "not checked: no TLS endpoint (no domain configured)"
+
+
+def test_command_line_prints_lines_json_and_exit_code(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    backup_dir = tmp_path / "backups"
+    fresh = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+    (backup_dir / fresh).mkdir(parents=True)
+    (backup_dir / fresh / "manifest.json").write_text("{}")
+    config = tmp_path / "healthcheck.json"
+    config.write_text(json.dumps({"backup_dir": str(backup_dir), "backup_max_age_hours": 26}))
+    assert hc.main(["--config", str(config), "--only", "backup"]) == 0
+    assert capsys.readouterr().out.startswith(f"PASS backup    newest set {fresh} is 0.0 h old")
+    config.write_text(json.dumps({"backup_dir": str(tmp_path / "none")}))
+    assert hc.main(["--config", str(config), "--only", "backup", "--json"]) == 1
+    report = json.loads(capsys.readouterr().out)
+    assert report["ok"] is False
+    assert report["checks"] == [
+        {"name": "backup", "status": "FAIL", "detail": f"no complete backup set in {tmp_path / 'none'}"}
+    ]
+
+
+def test_alert_mode_saves_state_only_after_delivery(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    sent: list[str] = []
+    delivered = [False]
+
+    def fake_send(_results: list[object], action: str) -> bool:
+        sent.append(action)
+        return delivered[0]
+
+    monkeypatch.setattr(hc, "send_alert", fake_send)
+    settings = hc.Settings(state_file=str(tmp_path / "state" / "alert.json"))
+    failing = [hc.Result("disk", "FAIL", "full")]
+    assert hc.alert(settings, failing) == 1
+    assert not (tmp_path / "state" / "alert.json").exists()
+    delivered[0] = True
+    assert hc.alert(settings, failing) == 0
+    assert hc.alert(settings, failing) == 0
+    assert hc.alert(settings, [hc.Result("disk", "PASS", "fine")]) == 0
+    assert sent == ["alert", "alert", "recovery"]
+    assert "sent recovery (all pass)" in capsys.readouterr().out
