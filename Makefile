@@ -58,9 +58,14 @@ lint: setup ## ansible-lint (production profile), yamllint, ruff
 unit: setup ## Unit tests of plugins and scripts (pytest)
 	pytest
 
+# Scenarios run MOLECULE_JOBS at a time (scripts/run-molecule.sh), each with its own log.
+MOLECULE_JOBS ?= 2
+export MOLECULE_JOBS
+
 .PHONY: molecule
-molecule: setup images apt-cache ## Every Molecule scenario, or one: make molecule SCENARIO=base
-	@if [ -n "$(SCENARIO)" ]; then molecule test -s $(SCENARIO); else molecule test --all; fi
+# The stack scenario deploys the packaged image: build it first (a no-op when nothing changed).
+molecule: setup images apt-cache $(if $(filter-out stack,$(SCENARIO)),,package) ## Every Molecule scenario (MOLECULE_JOBS at a time), or one: make molecule SCENARIO=base
+	@if [ -n "$(SCENARIO)" ]; then molecule test -s $(SCENARIO); else scripts/run-molecule.sh; fi
 
 # Parts of `make test` in the order they run; mk/*.mk files add theirs (TEST_PARTS += ...) before
 # molecule, which runs last because it is the slowest.
@@ -80,9 +85,15 @@ sandbox: setup images apt-cache ## Start the local sandbox host (a systemd conta
 	ansible-playbook playbooks/sandbox.yml
 
 .PHONY: deploy
-deploy: setup ## Provision and deploy ENV (default: local sandbox; ENV=production for real hosts)
+deploy: setup ## Package the app, then provision and deploy ENV (default: the local sandbox; ENV=production)
 	@start=$$(date +%s); \
-	if [ "$(ENV)" = local ]; then $(MAKE) --no-print-directory sandbox; fi; \
+	echo "make deploy: [1/3] package the app (dist/)"; \
+	$(MAKE) --no-print-directory package; \
+	if [ "$(ENV)" = local ]; then \
+	  echo "make deploy: [2/3] start the local sandbox host"; \
+	  $(MAKE) --no-print-directory sandbox; \
+	else echo "make deploy: [2/3] hosts from $(INVENTORY)"; fi; \
+	echo "make deploy: [3/3] playbooks/site.yml (preflight, provision, deploy)"; \
 	ansible-playbook -i $(INVENTORY) playbooks/site.yml $(ANSIBLE_ARGS); \
 	echo "make deploy: $(ENV) done in $$(( $$(date +%s) - start )) s"
 

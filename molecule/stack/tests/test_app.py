@@ -1,0 +1,271 @@
+"""What the app role and playbooks/deploy.yml + rollback.yml promise, on a converged Debian 13 host.
+
+The host runs Docker (the distribution's engine with compose v2), PostgreSQL and Redis from their
+roles, Traefik's rendered configuration (no Traefik image can be had here, so the API is published on
+the host directly: app_publish_direct) and the release of the REAL packaged image (dist/). Tests
+that re-deploy use the same image re-tagged as other versions (a manifest naming the same image id),
+so the host only tags it: the role loads a tarball only when the host lacks the image id.
+
+The tests below the line "Releases" change the host in order and leave it as converge did.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from conftest import PROJECT, from_sibling, host_address, http_get
+
+BASE = "/opt/invoice-service"
+RELEASES = f"{BASE}/releases"
+CURRENT = f"{BASE}/current"
+DUMPS = "/var/backups/invoice-service"
+UPLOADS = "/srv/invoice-service/uploads"
+API = "invoice-service-api-1"
+WORKER = "invoice-service-worker-1"
+READY = "http://127.0.0.1/health/ready"
+DIST = PROJECT / "dist"
+DEPLOY = PROJECT / "playbooks" / "deploy.yml"
+ROLLBACK = PROJECT / "playbooks" / "rollback.yml"
+WRONG_DB_URL = "postgresql+asyncpg://invoice:not-the-password@host.docker.internal:5432/invoice"
+
+
+def _current(host) -> str:
+    return Path(host.check_output(f"readlink {CURRENT}")).name
+
+
+def _ready(host) -> dict:
+    body = http_get(host, READY)
+    assert body, f"{READY} did not answer 200"
+    return json.loads(body)
+
+
+def _inspect(host, container: str) -> dict:
+    return json.loads(host.check_output(f"docker inspect {container}"))[0]
+
+
+def _release_of_api(host) -> str:
+    return _inspect(host, API)["Config"]["Labels"]["toolkit.release"]
+
+
+def _manifest(version: str) -> dict:
+    return json.loads((DIST / f"invoice-service-{version}.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def version(host) -> str:
+    """The converged release: the version `current` names, whose manifest is in dist/."""
+    return _current(host)
+
+
+@pytest.fixture(scope="module")
+def retag(tmp_path_factory: pytest.TempPathFactory, version: str) -> Callable[[str], Path]:
+    """A manifest for the converged image under another version, beside a link to its tarball."""
+    directory = tmp_path_factory.mktemp("releases")
+
+    def make(suffix: str) -> Path:
+        manifest = _manifest(version)
+        new = f"{version}-{suffix}"
+        tarball = directory / f"invoice-service-{new}.tar.gz"
+        if not tarball.exists():
+            tarball.symlink_to(DIST / manifest["tarball"])
+        manifest.update(version=new, image=f"invoice-service:{new}", tarball=tarball.name)
+        (directory / f"invoice-service-{new}.json").write_text(json.dumps(manifest))
+        return tarball
+
+    return make
+
+
+# --- The converged release ---------------------------------------------------------------------
+
+
+def test_api_answers_ready_on_the_published_port(host) -> None:
+    ready = _ready(host)
+    assert ready["checks"]["database"]["status"] == "ok"
+    # Another machine reaches it too: the sandbox publishes the API on 0.0.0.0:80.
+    url = f"http://{host_address(host)}/health/ready"
+    script = f"import urllib.request; print(urllib.request.urlopen('{url}', timeout=5).status)"
+    assert from_sibling(f'python3 -c "{script}"').strip() == "200"
+
+
+def test_containers_reach_postgres_and_redis_on_the_host(host) -> None:
+    checks = _ready(host)["checks"]
+    assert checks["database"]["status"] == "ok"
+    assert checks["redis"]["status"] == "ok"
+    hosts = _inspect(host, API)["HostConfig"]["ExtraHosts"]
+    assert hosts == ["host.docker.internal:172.30.0.1"]
+
+
+def test_only_the_api_is_published_and_it_joins_traefiks_network(host) -> None:
+    api, worker = _inspect(host, API), _inspect(host, WORKER)
+    assert api["HostConfig"]["PortBindings"] == {"8000/tcp": [{"HostIp": "0.0.0.0", "HostPort": "80"}]}
+    assert not worker["HostConfig"]["PortBindings"]
+    assert "edge" in api["NetworkSettings"]["Networks"]
+    assert "edge" not in worker["NetworkSettings"]["Networks"]
+
+
+def test_traefik_labels_route_the_domain_on_websecure(host) -> None:
+    labels = _inspect(host, API)["Config"]["Labels"]
+    router = "traefik.http.routers.invoice-service"
+    assert labels["traefik.enable"] == "true"
+    assert labels[f"{router}.rule"] == "Host(`api.invoices.test`)"
+    assert labels[f"{router}.entrypoints"] == "websecure"
+    assert labels[f"{router}.tls.certresolver"] == "letsencrypt"
+    assert labels["traefik.docker.network"] == "edge"
+    assert labels["traefik.http.services.invoice-service.loadbalancer.server.port"] == "8000"
+
+
+def test_env_file_is_root_only_and_wired_to_the_host(host) -> None:
+    env = host.file(f"{CURRENT}/app.env")
+    assert (env.user, env.group, env.mode) == ("root", "root", 0o600)
+    content = env.content_string
+    assert "DATABASE_URL='postgresql+asyncpg://invoice:" in content
+    assert "@host.docker.internal:5432/invoice'" in content
+    assert "REDIS_URL='redis://:" in content
+    assert re.search(r"^JWT_SECRET='.{32,}'$", content, re.MULTILINE)
+
+
+def test_memory_limits_and_workers_follow_the_budget(host, run_playbook) -> None:
+    run = run_playbook("report.yml")
+    assert run.rc == 0, run.output
+    report = {key: int(value) for key, value in re.findall(r"APP (\w+)=(\d+)", run.output)}
+    assert len(report) == 6, run.output
+    assert report["api_memory_mb"] == report["budget_api_memory_mb"]
+    assert report["worker_memory_mb"] == report["budget_worker_memory_mb"]
+    assert report["api_workers"] == report["budget_api_workers"]
+    mib = 1024 * 1024
+    assert _inspect(host, API)["HostConfig"]["Memory"] == report["api_memory_mb"] * mib
+    assert _inspect(host, WORKER)["HostConfig"]["Memory"] == report["worker_memory_mb"] * mib
+    # No swap beyond the limit.
+    assert _inspect(host, API)["HostConfig"]["MemorySwap"] == report["api_memory_mb"] * mib
+    env = host.file(f"{CURRENT}/app.env").content_string
+    assert f"UVICORN_WORKERS='{report['api_workers']}'" in env
+
+
+def test_release_directory_current_link_and_image(host, version: str) -> None:
+    assert host.file(CURRENT).is_symlink
+    assert host.file(CURRENT).linked_to == f"{RELEASES}/{version}"
+    assert host.file(f"{RELEASES}/{version}/compose.yaml").exists
+    # The running containers are the packaged image of that version, loaded from its tarball.
+    api = _inspect(host, API)
+    assert api["Image"] == _manifest(version)["image_id"]
+    assert api["Config"]["Labels"]["toolkit.image-id"] == api["Image"]
+    assert _release_of_api(host) == version
+
+
+def test_a_restorable_dump_was_taken_before_the_release(host, version: str) -> None:
+    dumps = host.check_output(f"ls {DUMPS}").split()
+    mine = [name for name in dumps if name.startswith(f"pre-release-{version}-") and name.endswith(".dump")]
+    assert mine, dumps
+    dump = host.file(f"{DUMPS}/{mine[0]}")
+    assert (dump.user, dump.mode) == ("postgres", 0o600)
+    # A valid custom-format archive (what pg_restore reads back).
+    assert "Archive created at" in host.check_output(f"pg_restore --list {DUMPS}/{mine[0]}")
+
+
+def test_uploads_directory_is_writable_by_the_image_user(host, version: str) -> None:
+    uploads = host.file(UPLOADS)
+    assert (uploads.uid, uploads.gid, uploads.mode) == (10001, 10001, 0o750)
+    probe = f"{UPLOADS}/.probe"
+    host.check_output(
+        f"docker run --rm -v {UPLOADS}:/var/lib/invoice-service/uploads invoice-service:{version}"
+        " sh -c 'touch /var/lib/invoice-service/uploads/.probe'"
+    )
+    assert host.file(probe).uid == 10001
+    host.check_output(f"rm -f {probe}")
+
+
+# --- Releases (in order; the host ends as converge left it) ------------------------------------
+
+
+def test_broken_release_is_rolled_back_and_the_play_fails_with_the_reason(
+    host, run_playbook, retag, version: str
+) -> None:
+    broken = f"{version}-broken"
+    run = run_playbook(
+        "app.yml",
+        {
+            "app_image_tarball": str(retag("broken")),
+            "app_api_environment": {"DATABASE_URL": WRONG_DB_URL},
+            "app_health_timeout": 30,
+        },
+    )
+    assert run.rc != 0
+    assert f"Release {broken} of invoice-service failed." in run.output
+    assert "the last answer of http://127.0.0.1:80/health/ready was HTTP 503" in run.output
+    assert f"Rollback: {version} serves again" in run.output
+    assert "Last log lines of the failed release" in run.output
+    # The direct publishing is said plainly on every run.
+    assert "Traefik is NOT running" in run.output
+    assert _current(host) == version
+    assert _release_of_api(host) == version
+    assert _ready(host)["checks"]["database"]["status"] == "ok"
+
+
+def test_new_release_goes_live_after_a_dump(host, run_playbook, retag, version: str) -> None:
+    run = run_playbook("app.yml", {"app_image_tarball": str(retag("next"))})
+    assert run.rc == 0, run.output
+    assert _current(host) == f"{version}-next"
+    assert _release_of_api(host) == f"{version}-next"
+    assert host.run(f"ls {DUMPS}/pre-release-{version}-next-*.dump").rc == 0
+    assert _ready(host)["checks"]["database"]["status"] == "ok"
+
+
+def test_rollback_brings_back_the_previous_release(host, run_playbook, version: str) -> None:
+    run = run_playbook(ROLLBACK)
+    assert run.rc == 0, run.output
+    assert f"invoice-service {version} runs again and passed the health gate" in run.output
+    assert _current(host) == version
+    assert _release_of_api(host) == version
+
+
+def test_rollback_to_a_named_release(host, run_playbook, version: str) -> None:
+    run = run_playbook(ROLLBACK, {"app_rollback_to": f"{version}-next"})
+    assert run.rc == 0, run.output
+    assert _current(host) == f"{version}-next"
+    assert _release_of_api(host) == f"{version}-next"
+    assert _ready(host)["checks"]["database"]["status"] == "ok"
+
+
+def test_rollback_to_an_unknown_release_fails_and_changes_nothing(host, run_playbook, version: str) -> None:
+    run = run_playbook(ROLLBACK, {"app_rollback_to": "9.9.9"})
+    assert run.rc != 0
+    assert f"No release 9.9.9 in {RELEASES}" in run.output
+    assert run.recap.get("changed") == 0
+    assert _current(host) == f"{version}-next"
+
+
+def test_releases_beyond_keep_are_removed_with_their_images(host, run_playbook, version: str) -> None:
+    run = run_playbook("app.yml", {"app_releases_keep": 2})
+    assert run.rc == 0, run.output
+    assert _current(host) == version
+    kept = set(host.check_output(f"ls {RELEASES}").split())
+    # The running release and the one that went live before it; the failed attempt goes first.
+    assert kept == {version, f"{version}-next"}
+    tags = host.check_output("docker image ls --format '{{.Tag}}' invoice-service").split()
+    assert f"{version}-broken" not in tags
+    assert {version, f"{version}-next"} <= set(tags)
+
+
+def test_production_without_traefik_fails_before_any_change(host, run_playbook) -> None:
+    run = run_playbook("app.yml", {"app_publish_direct": False})
+    assert run.rc != 0
+    assert "Traefik (traefik) is not running on stack-debian13 and app_publish_direct is false" in run.output
+    assert run.recap.get("changed") == 0
+
+
+def test_a_bad_secret_fails_before_any_change(host, run_playbook) -> None:
+    run = run_playbook("app.yml", {"app_jwt_secret": "short"})
+    assert run.rc != 0
+    assert "app_jwt_secret must be at least 32 characters" in run.output
+    assert run.recap.get("changed") == 0
+
+
+def test_a_missing_tarball_says_to_run_make_package(host, run_playbook, tmp_path: Path) -> None:
+    run = run_playbook("app.yml", {"app_image_tarball": str(tmp_path / "invoice-service-0.0.0.tar.gz")})
+    assert run.rc != 0
+    assert "run make package first" in run.output
+    assert run.recap.get("changed") == 0

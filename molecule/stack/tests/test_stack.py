@@ -1,0 +1,159 @@
+"""The whole stack as playbooks/site.yml leaves a bare Debian 13 host, seen as its users see it.
+
+Requests go from the controller to the host's published port (the API is published directly:
+no Traefik image can be had on the test bench), so they cross the host's firewall like a client's.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.error
+import urllib.request
+import uuid
+from pathlib import Path
+
+import pytest
+from conftest import host_address, tcp_state
+
+RECEIPT = Path(__file__).resolve().parents[1] / "files" / "receipt-supermarket.png"
+# What the receipt in RECEIPT says (app/tests/extraction/receipt_images.py: SUPERMARKET).
+RECEIPT_TOTAL = "200.43"
+RECEIPT_TAX_ID = "11222333000181"
+RECEIPT_ITEMS = 8
+WORKER = "invoice-service-worker-1"
+
+
+def _call(
+    method: str, url: str, body: bytes | None = None, headers: dict[str, str] | None = None
+) -> tuple[int, dict]:
+    request = urllib.request.Request(url, data=body, method=method, headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as answer:
+            return answer.status, json.loads(answer.read() or b"{}")
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read() or b"{}")
+
+
+class Client:
+    """A user of the API through the host's published port."""
+
+    def __init__(self, base: str) -> None:
+        self.base = base
+        email = f"stack-{uuid.uuid4().hex[:8]}@example.org"
+        password = uuid.uuid4().hex
+        credentials = json.dumps({"email": email, "password": password}).encode()
+        json_header = {"Content-Type": "application/json"}
+        status, body = _call("POST", f"{base}/auth/register", credentials, json_header)
+        assert status == 201, body
+        status, body = _call("POST", f"{base}/auth/login", credentials, json_header)
+        assert status == 200, body
+        self.auth = {"Authorization": f"Bearer {body['access_token']}"}
+
+    def get(self, path: str) -> dict:
+        status, body = _call("GET", f"{self.base}{path}", headers=self.auth)
+        assert status == 200, (path, status, body)
+        return body
+
+    def upload(self, photo: bytes) -> str:
+        boundary = uuid.uuid4().hex
+        body = (
+            (
+                f'--{boundary}\r\nContent-Disposition: form-data; name="files"; filename="receipt.png"\r\n'
+                "Content-Type: image/png\r\n\r\n"
+            ).encode()
+            + photo
+            + f"\r\n--{boundary}--\r\n".encode()
+        )
+        headers = {**self.auth, "Content-Type": f"multipart/form-data; boundary={boundary}"}
+        status, answer = _call("POST", f"{self.base}/invoices/upload", body, headers)
+        assert status == 202, answer
+        return answer["invoice_id"]
+
+    def wait_until_settled(self, invoice_id: str, seconds: int = 240) -> dict:
+        deadline = time.monotonic() + seconds
+        detail: dict = {}
+        while time.monotonic() < deadline:
+            detail = self.get(f"/invoices/{invoice_id}")
+            if detail["status"] in ("extracted", "failed"):
+                return detail
+            time.sleep(2)
+        pytest.fail(f"invoice {invoice_id} still {detail.get('status')} after {seconds} s: {detail}")
+
+
+@pytest.fixture(scope="module")
+def base_url(host) -> str:
+    return f"http://{host_address(host)}"
+
+
+@pytest.fixture(scope="module")
+def client(base_url: str) -> Client:
+    return Client(base_url)
+
+
+def test_ready_answers_through_the_published_path(base_url: str) -> None:
+    status, body = _call("GET", f"{base_url}/health/ready")
+    assert status == 200, body
+    assert body["status"] == "ok", body
+    assert body["checks"]["database"]["status"] == "ok", body
+
+
+def test_a_receipt_photo_is_extracted_offline_and_listed(client: Client) -> None:
+    invoice_id = client.upload(RECEIPT.read_bytes())
+    detail = client.wait_until_settled(invoice_id)
+    assert detail["status"] == "extracted", detail
+    assert detail["provider"] == "ocr", detail
+    assert detail["store_tax_id"] == RECEIPT_TAX_ID, detail
+    assert detail["total"] == RECEIPT_TOTAL, detail
+    assert len(detail["items"]) >= RECEIPT_ITEMS - 1, detail
+    listed = client.get("/invoices")
+    assert invoice_id in [invoice["id"] for invoice in listed["items"]], listed
+
+
+def test_a_worker_killed_mid_job_loses_no_job(host, client: Client) -> None:
+    photo = RECEIPT.read_bytes()
+    invoice_ids = [client.upload(photo) for _ in range(3)]
+    # Kill the worker as soon as it has claimed one of them.
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        statuses = {client.get(f"/invoices/{i}")["status"] for i in invoice_ids}
+        if "processing" in statuses:
+            break
+        time.sleep(0.2)
+    else:
+        pytest.fail(f"no job was claimed within 120 s: {statuses}")
+    host.check_output(f"docker kill --signal KILL {WORKER}")
+    host.check_output(f"docker start {WORKER}")
+    for invoice_id in invoice_ids:
+        detail = client.wait_until_settled(invoice_id)
+        assert detail["status"] == "extracted", detail
+        assert detail["total"] == RECEIPT_TOTAL, detail
+    retried = [client.get(f"/invoices/{i}")["job"]["attempts"] for i in invoice_ids]
+    assert max(retried) >= 2, f"no job was taken again after the kill: attempts {retried}"
+
+
+@pytest.mark.parametrize(
+    ("port", "expected"),
+    [
+        (22, "open"),
+        (80, "open"),
+        (443, "open_or_refused"),
+        # The databases, the API's own port, the worker's metrics, Docker's API, Traefik's ping.
+        (5432, "closed"),
+        (6379, "closed"),
+        (8000, "closed"),
+        (9101, "closed"),
+        (2375, "closed"),
+        (8082, "closed"),
+    ],
+)
+def test_from_another_machine_only_ssh_http_and_https_answer(host, port: int, expected: str) -> None:
+    state = tcp_state(host_address(host), port)
+    if expected == "closed":
+        assert state != "open", f"port {port} answers from another machine"
+    elif expected == "open":
+        assert state == "open", f"port {port}: {state}"
+    else:
+        # 443 is allowed by the firewall; without Traefik (no image here) nothing listens on it,
+        # so the host answers with a reset instead of dropping the packet.
+        assert state in ("open", "refused"), f"port {port} is {state}: the firewall drops it"
