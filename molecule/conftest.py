@@ -53,6 +53,33 @@ def host_address(host: object) -> str:
     return host.interface("eth0").addresses[0]  # type: ignore[attr-defined]
 
 
+def resolve(host: object, expression: str, extra_vars: dict[str, object] | None = None) -> object:
+    """Evaluate a Jinja ``expression`` in the host's inventory variables, as converge saw them
+    (the debug module runs on the controller; the host is not contacted)."""
+    name = host.backend.host  # type: ignore[attr-defined]
+    command = [
+        "ansible",
+        name,
+        "-i",
+        os.environ["MOLECULE_INVENTORY_FILE"],
+        "-m",
+        "ansible.builtin.debug",
+        "-a",
+        f"msg={{{{ {expression} | to_json }}}}",
+    ]
+    if extra_vars:
+        command += ["--extra-vars", json.dumps(extra_vars)]
+    done = subprocess.run(
+        command,
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, "ANSIBLE_STDOUT_CALLBACK": "json", "ANSIBLE_LOAD_CALLBACK_PLUGINS": "1"},
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    return json.loads(json.loads(done.stdout)["plays"][0]["tasks"][0]["hosts"][name]["msg"])
+
+
 @dataclass(frozen=True)
 class PlaybookRun:
     """The outcome of one ansible-playbook run against a test host."""

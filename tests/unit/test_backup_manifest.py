@@ -2,30 +2,16 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
-from types import ModuleType
 
 import pytest
+from role_scripts import load_role_script
 
-
-def _load(name: str) -> ModuleType:
-    path = Path(__file__).resolve().parents[2] / "roles" / "backup" / "files" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-tb = _load("toolkit_backup")
+tb = load_role_script("backup", "toolkit_backup")
 
 MANIFEST = {
     "tables": {"public.invoices": 50, "public.line_items": 120, "public.empty": 0},

@@ -3,33 +3,18 @@
 from __future__ import annotations
 
 import datetime as dt
-import importlib.util
 import json
 import socket
 import ssl
-import sys
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
-from types import ModuleType
 
 import pytest
+from role_scripts import load_role_script
 
-SCRIPT = Path(__file__).resolve().parents[2] / "roles" / "monitoring" / "files" / "toolkit_healthcheck.py"
-
-
-def _load() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("toolkit_healthcheck", SCRIPT)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["toolkit_healthcheck"] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-hc = _load()
+hc = load_role_script("monitoring", "toolkit_healthcheck")
 
 MEMINFO = """MemTotal:        8000000 kB
 MemFree:          100000 kB

@@ -6,12 +6,10 @@ used (the memory budget's plan), not copied from the rendered file.
 
 from __future__ import annotations
 
-import json
-import os
 import subprocess
 
 import pytest
-from conftest import host_address, tcp_state
+from conftest import host_address, resolve, tcp_state
 
 APP_USER = "invoice"
 APP_DATABASE = "invoice"
@@ -36,34 +34,9 @@ def _conf_checksum(host) -> str:
     return host.check_output(f"md5sum /etc/postgresql/{_major(host)}/main/conf.d/toolkit.conf")
 
 
-def _resolve(host, expression: str, extra_vars: dict[str, object]) -> object:
-    """Evaluate ``expression`` in the host's inventory variables, as converge saw them."""
-    name = host.backend.host
-    done = subprocess.run(
-        [
-            "ansible",
-            name,
-            "-i",
-            os.environ["MOLECULE_INVENTORY_FILE"],
-            "-m",
-            "ansible.builtin.debug",
-            "-a",
-            f"msg={{{{ {expression} | to_json }}}}",
-            "--extra-vars",
-            json.dumps(extra_vars),
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-        env={**os.environ, "ANSIBLE_STDOUT_CALLBACK": "json", "ANSIBLE_LOAD_CALLBACK_PLUGINS": "1"},
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
-    return json.loads(json.loads(done.stdout)["plays"][0]["tasks"][0]["hosts"][name]["msg"])
-
-
 def _plan(host) -> dict:
     """The budget's PostgreSQL plan for this host's version (the role sets postgres_version)."""
-    plan = _resolve(host, "budget_plan.postgres", {"postgres_version": _major(host)})
+    plan = resolve(host, "budget_plan.postgres", {"postgres_version": _major(host)})
     assert isinstance(plan, dict)
     return plan
 

@@ -6,12 +6,8 @@ used (the memory budget's plan), not copied from the rendered file.
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-
 import pytest
-from conftest import host_address, tcp_state
+from conftest import host_address, resolve, tcp_state
 
 PASSWORD = "molecule-test-only-redis-password"  # molecule/shared/group_vars/vps.yml
 BRIDGE = "172.30.0.1"
@@ -39,29 +35,6 @@ def _conf_checksum(host) -> str:
     return host.check_output("md5sum /etc/redis/redis.conf")
 
 
-def _resolve(host, expression: str) -> object:
-    """Evaluate ``expression`` in the host's inventory variables, as converge saw them."""
-    name = host.backend.host
-    done = subprocess.run(
-        [
-            "ansible",
-            name,
-            "-i",
-            os.environ["MOLECULE_INVENTORY_FILE"],
-            "-m",
-            "ansible.builtin.debug",
-            "-a",
-            f"msg={{{{ {expression} | to_json }}}}",
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-        env={**os.environ, "ANSIBLE_STDOUT_CALLBACK": "json", "ANSIBLE_LOAD_CALLBACK_PLUGINS": "1"},
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
-    return json.loads(json.loads(done.stdout)["plays"][0]["tasks"][0]["hosts"][name]["msg"])
-
-
 def _from_container(host, image: str, lines: list[str], network: str = "bridge") -> str:
     """Send RESP inline commands to Redis on the bridge from a container; the replies."""
     payload = "\\r\\n".join(lines) + "\\r\\n"
@@ -78,14 +51,14 @@ def test_distribution_server_runs_and_starts_at_boot(host) -> None:
 
 
 def test_maxmemory_is_the_budgets(host) -> None:
-    maxmemory_mb = int(_resolve(host, "budget_plan.redis.maxmemory_mb"))
+    maxmemory_mb = int(resolve(host, "budget_plan.redis.maxmemory_mb"))
     assert maxmemory_mb > 0
     assert _config(host, "maxmemory") == str(maxmemory_mb * 1024 * 1024)
     assert _config(host, "maxmemory-policy") == "allkeys-lru"
 
 
 def test_memory_ceiling_is_the_budget_share(host) -> None:
-    share = int(_resolve(host, "budget_plan.redis.memory_mb")) * 1024 * 1024
+    share = int(resolve(host, "budget_plan.redis.memory_mb")) * 1024 * 1024
     assert host.check_output("systemctl show -p MemoryMax --value redis-server") == str(share)
     cgroup = host.check_output("systemctl show -p ControlGroup --value redis-server")
     limit = host.check_output(f"cat /sys/fs/cgroup/memory{cgroup}/memory.limit_in_bytes")
