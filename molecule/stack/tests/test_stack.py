@@ -11,6 +11,7 @@ import time
 import urllib.error
 import urllib.request
 import uuid
+import zlib
 from pathlib import Path
 
 import pytest
@@ -22,6 +23,17 @@ RECEIPT_TOTAL = "200.43"
 RECEIPT_TAX_ID = "11.222.333/0001-81"
 RECEIPT_ITEMS = 8
 WORKER = "invoice-service-worker-1"
+
+
+def unique_photo() -> bytes:
+    """RECEIPT with a PNG text chunk of its own: the same picture under another hash, so the
+    extraction cache (keyed by the image's sha256) misses and the OCR really runs."""
+    png = RECEIPT.read_bytes()
+    data = b"Comment\x00" + uuid.uuid4().hex.encode()
+    chunk = len(data).to_bytes(4, "big") + b"tEXt" + data
+    chunk += zlib.crc32(b"tEXt" + data).to_bytes(4, "big")
+    assert png[-8:-4] == b"IEND", "RECEIPT must end with its IEND chunk"
+    return png[:-12] + chunk + png[-12:]
 
 
 def _call(
@@ -60,16 +72,13 @@ class Client:
         assert status == 200, (path, status, body)
         return body
 
-    def upload(self, photo: bytes) -> str:
+    def upload(self, *photos: bytes) -> str:
         boundary = uuid.uuid4().hex
-        body = (
-            (
-                f'--{boundary}\r\nContent-Disposition: form-data; name="files"; filename="receipt.png"\r\n'
-                "Content-Type: image/png\r\n\r\n"
-            ).encode()
-            + photo
-            + f"\r\n--{boundary}--\r\n".encode()
-        )
+        part = (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="files"; filename="receipt.png"\r\n'
+            "Content-Type: image/png\r\n\r\n"
+        ).encode()
+        body = b"".join(part + photo + b"\r\n" for photo in photos) + f"--{boundary}--\r\n".encode()
         headers = {**self.auth, "Content-Type": f"multipart/form-data; boundary={boundary}"}
         status, answer = _call("POST", f"{self.base}/invoices/upload", body, headers)
         assert status == 202, answer
@@ -104,7 +113,7 @@ def test_ready_answers_through_the_published_path(base_url: str) -> None:
 
 
 def test_a_receipt_photo_is_extracted_offline_and_listed(client: Client) -> None:
-    invoice_id = client.upload(RECEIPT.read_bytes())
+    invoice_id = client.upload(unique_photo())
     detail = client.wait_until_settled(invoice_id)
     assert detail["status"] == "extracted", detail
     assert detail["provider"] == "ocr", detail
@@ -116,8 +125,9 @@ def test_a_receipt_photo_is_extracted_offline_and_listed(client: Client) -> None
 
 
 def test_a_worker_killed_mid_job_loses_no_job(host, client: Client) -> None:
-    photo = RECEIPT.read_bytes()
-    invoice_ids = [client.upload(photo) for _ in range(3)]
+    # Three photos each, none seen before: each job runs the OCR three times, a window wide
+    # enough to kill the worker in.
+    invoice_ids = [client.upload(unique_photo(), unique_photo(), unique_photo()) for _ in range(3)]
     # Kill the worker as soon as it has claimed one of them (one list request per poll: the
     # API's default rate limit is 100 requests a minute).
     deadline = time.monotonic() + 120
