@@ -158,3 +158,36 @@ def tiny_image(host: object) -> str:
             f" - {TINY_IMAGE} >/dev/null"
         )
     return TINY_IMAGE
+
+
+@pytest.fixture
+def assert_refused_before_change(
+    host: object, run_playbook: Callable[..., PlaybookRun]
+) -> Callable[..., None]:
+    """The one shape of every "a bad variable fails before any change" test.
+
+    ``check(playbook, extra_vars, message, watch=..., secrets=...)`` runs ``playbook`` with
+    ``extra_vars`` and asserts what an operator relies on: the run fails, its output names the
+    problem (``message``), nothing changed (``changed=0`` in the recap, and the output of the
+    ``watch`` command on the host, e.g. checksums of the role's files, is the same before and
+    after), and none of ``secrets`` is printed.
+    """
+
+    def check(
+        playbook: str,
+        extra_vars: dict[str, object],
+        message: str,
+        *,
+        watch: str,
+        secrets: tuple[str, ...] = (),
+    ) -> None:
+        before = host.check_output(watch)  # type: ignore[attr-defined]
+        run = run_playbook(playbook, extra_vars)
+        assert run.rc != 0, f"a bad value was accepted: {extra_vars}\n{run.output[-3000:]}"
+        assert message in run.output, run.output[-3000:]
+        assert run.recap.get("changed") == 0, run.output[-3000:]
+        for secret in secrets:
+            assert secret not in run.output, "a secret leaked into the output"
+        assert host.check_output(watch) == before, f"{watch!r} changed although the run was refused"  # type: ignore[attr-defined]
+
+    return check

@@ -263,13 +263,15 @@ def test_logrotate_rotates_on_a_timer(host) -> None:
         ({"alerting_webhook_url": "ntfy.sh/topic"}, "alerting_webhook_url must be an http(s) URL"),
     ],
 )
-def test_bad_variable_fails_before_any_change(host, run_playbook, extra_vars: dict, message: str) -> None:
-    files = (
-        "/etc/toolkit/healthcheck.json /etc/toolkit/alert.json /etc/systemd/system/toolkit-healthcheck.timer"
+def test_bad_variable_fails_before_any_change(
+    assert_refused_before_change, host, extra_vars: dict, message: str
+) -> None:
+    assert_refused_before_change(
+        "converge.yml",
+        extra_vars,
+        message,
+        watch=(
+            "md5sum /etc/toolkit/healthcheck.json /etc/toolkit/alert.json"
+            " /etc/systemd/system/toolkit-healthcheck.timer"
+        ),
     )
-    before = host.check_output(f"md5sum {files}")
-    run = run_playbook("converge.yml", extra_vars)
-    assert run.rc != 0, f"a bad value was accepted: {extra_vars}\n{run.output[-3000:]}"
-    assert message in run.output, run.output[-3000:]
-    assert run.recap.get("changed") == 0, run.output[-3000:]
-    assert host.check_output(f"md5sum {files}") == before
