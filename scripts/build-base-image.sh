@@ -8,13 +8,17 @@
 # The image is rebuilt only when it is missing or this recipe changed: the recipe's hash is part
 # of a second tag (debian:trixie-slim-<hash>) that is looked up before building.
 #
+# The Debian mirror is the one this machine's apt uses (scripts/debian_mirror.py reads the apt
+# sources; DEBIAN_MIRROR and DEBIAN_SECURITY_MIRROR override it).
+#
 # usage: scripts/build-base-image.sh
 set -euo pipefail
 
 suite=${BASE_IMAGE_SUITE:-trixie}
 image=${BASE_IMAGE:-debian:$suite-slim}
-mirror=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
-security_mirror=${DEBIAN_SECURITY_MIRROR:-http://deb.debian.org/debian-security}
+here=$(cd "$(dirname "$0")" && pwd)
+mirror=$(python3 "$here/debian_mirror.py")
+security_mirror=$(python3 "$here/debian_mirror.py" --security)
 
 hash=$({ cat "$0"; echo "$suite $image $mirror $security_mirror"; } | sha256sum | cut -c1-12)
 if docker image inspect "$image-$hash" >/dev/null 2>&1; then

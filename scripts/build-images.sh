@@ -3,12 +3,17 @@
 # An image is rebuilt only when it is missing or this recipe changed: the recipe's hash is part
 # of a second tag (toolkit/systemd-debian:<suite>-<hash>) that is looked up before building.
 #
+# The Debian mirror is the one this machine's apt uses (scripts/debian_mirror.py reads the apt
+# sources; DEBIAN_MIRROR and DEBIAN_SECURITY_MIRROR override it), so a controller behind a local
+# mirror or proxy builds from there.
+#
 # usage: scripts/build-images.sh [suite ...]     (default: bookworm trixie)
 set -euo pipefail
 
 repo=${TOOLKIT_IMAGE_REPO:-toolkit/systemd-debian}
-mirror=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
-security_mirror=${DEBIAN_SECURITY_MIRROR:-http://deb.debian.org/debian-security}
+here=$(cd "$(dirname "$0")" && pwd)
+mirror=$(python3 "$here/debian_mirror.py")
+security_mirror=$(python3 "$here/debian_mirror.py" --security)
 # What every test host has before any role runs: enough for systemd and Ansible, nothing more.
 include=systemd,systemd-sysv,python3,python3-apt,sudo,iproute2,procps,ca-certificates,gnupg
 suites=("$@")

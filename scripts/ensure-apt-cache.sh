@@ -20,9 +20,10 @@ if ! [ -x /usr/sbin/apt-cacher-ng ]; then
     || { echo "apt-cache: apt-cacher-ng could not be installed; test hosts download directly"; exit 0; }
 fi
 # The package's default backend (ftp.debian.org) may be out of reach; use the mirror the test
-# hosts name, so the cache fetches from where they would.
+# hosts name (this machine's own, from its apt sources: scripts/debian_mirror.py, DEBIAN_MIRROR
+# overrides it), so the cache fetches from where they would.
 backends=/etc/apt-cacher-ng/backends_debian
-want="${DEBIAN_MIRROR:-http://deb.debian.org/debian}/"
+want="$(python3 "$(dirname "$0")/debian_mirror.py")/"
 grep -qxF "$want" "$backends" 2>/dev/null || printf '# written by ensure-apt-cache.sh\n%s\n' "$want" >"$backends"
 if [ -d /run/systemd/system ]; then
   systemctl start apt-cacher-ng
