@@ -104,6 +104,70 @@ def test_backup_age_is_judged_on_the_newest_set(sets: list[str], status: str, de
     assert (result.status, result.detail) == (status, detail)
 
 
+# systemctl show output of the backup timer and its service, as systemd 252 and 257 print it.
+TIMER_WAITING = "ActiveState=active\nLastTriggerUSec=\nNextElapseUSecRealtime=Tue 2026-12-01 03:00:00 -03\n"
+TIMER_FIRED = (
+    "ActiveState=active\nLastTriggerUSec=Tue 2026-11-24 03:00:00 -03\n"
+    "NextElapseUSecRealtime=Tue 2026-12-01 03:00:00 -03\n"
+)
+TIMER_STOPPED = "ActiveState=inactive\nLastTriggerUSec=\nNextElapseUSecRealtime=\n"
+TIMER_MISSING = "ActiveState=inactive\nLastTriggerUSec=\n"
+SERVICE_NEVER_RAN = "ExecMainStartTimestampMonotonic=0\n"
+SERVICE_RAN = "ExecMainStartTimestampMonotonic=518677180\n"
+
+
+def test_a_fresh_host_is_pending_until_the_first_scheduled_backup() -> None:
+    """Provisioned today, before 03:00: no set yet, and no alert for that."""
+    timer = hc.backup_timer_state(TIMER_WAITING, SERVICE_NEVER_RAN)
+    result = hc.backup_result([], NOW, 26, "/b", timer)
+    assert (result.status, result.detail) == (
+        "WARN",
+        "pending until the first scheduled run (Tue 2026-12-01 03:00:00 -03): no backup set in /b yet",
+    )
+
+
+def test_the_command_asks_systemd_about_the_backup_timer(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A fresh host's `toolkit-healthcheck --only backup` exits 0 with the pending line."""
+    asked: list[tuple[str, ...]] = []
+
+    def systemctl(*args: str) -> str:
+        asked.append(args)
+        return {"toolkit-backup.timer": TIMER_WAITING, "toolkit-backup.service": SERVICE_NEVER_RAN}[args[-1]]
+
+    monkeypatch.setattr(hc, "systemctl", systemctl)
+    config = tmp_path / "healthcheck.json"
+    config.write_text(json.dumps({"backup_dir": str(tmp_path / "none")}))
+    assert hc.main(["--config", str(config), "--only", "backup"]) == 0
+    assert capsys.readouterr().out.startswith(
+        "WARN backup    pending until the first scheduled run (Tue 2026-12-01"
+    )
+    assert [args[-1] for args in asked] == ["toolkit-backup.timer", "toolkit-backup.service"]
+
+
+@pytest.mark.parametrize(
+    ("timer_show", "service_show", "why"),
+    [
+        (TIMER_FIRED, SERVICE_NEVER_RAN, "the timer fired and left no set"),
+        (TIMER_WAITING, SERVICE_RAN, "the backup ran (by hand or the timer) and left no set"),
+        (TIMER_STOPPED, SERVICE_NEVER_RAN, "no timer will ever make a set"),
+        (TIMER_MISSING, "", "the backup role is not installed"),
+    ],
+    ids=["timer-fired", "service-ran", "timer-stopped", "no-timer"],
+)
+def test_no_set_fails_once_a_backup_should_have_made_one(
+    timer_show: str, service_show: str, why: str
+) -> None:
+    result = hc.backup_result([], NOW, 26, "/b", hc.backup_timer_state(timer_show, service_show))
+    assert (result.status, result.detail) == ("FAIL", "no complete backup set in /b"), why
+
+
+def test_a_set_is_judged_by_its_age_whatever_the_timer_says() -> None:
+    timer = hc.backup_timer_state(TIMER_WAITING, SERVICE_NEVER_RAN)
+    assert hc.backup_result(["20261124T090000Z"], NOW, 26, "/b", timer).status == "FAIL"
+
+
 def test_drill_fails_only_while_its_unit_is_failed() -> None:
     unit = "toolkit-restore-drill.service"
     assert hc.drill_result(unit, "loaded", "failed\n").status == "FAIL"

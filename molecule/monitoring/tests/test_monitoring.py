@@ -123,7 +123,7 @@ def test_missing_services_fail_clearly(host) -> None:
     run = host.run("toolkit-healthcheck --only api,postgres,redis")
     assert run.rc == 1, run.stdout + run.stderr
     lines = run.stdout.splitlines()
-    assert lines[0].startswith("FAIL api       http://127.0.0.1:80/health/ready did not answer"), lines
+    assert lines[0].startswith("FAIL api       http://127.0.0.1:8000/health/ready did not answer"), lines
     assert lines[1].startswith("FAIL postgres  pg_isready not found"), lines
     assert lines[2].startswith("FAIL redis     127.0.0.1:6379 did not answer"), lines
     assert len(lines) == 3

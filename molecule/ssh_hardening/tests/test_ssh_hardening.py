@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import PROJECT
 
 DEPLOY_USER = "deploy"
 SSH_AUDIT = Path(sys.executable).parent / "ssh-audit"
@@ -382,7 +383,7 @@ def _listen_ports(host) -> str:
 
 
 def test_a_new_port_reaches_sshd_and_socket_activation(host, run_playbook, test_key) -> None:
-    """Last test of the file: it moves sshd to port 2222 and puts it back."""
+    """It moves sshd to port 2222 and puts it back."""
     assert _listen_ports(host) == "[::]:22 (Stream)"
     try:
         moved = run_playbook("apply.yml", {"ssh_hardening_port": 2222})
@@ -400,3 +401,79 @@ def test_a_new_port_reaches_sshd_and_socket_activation(host, run_playbook, test_
     assert _sshd_settings(host)["port"] == ["22"]
     assert _listen_ports(host) == "[::]:22 (Stream)"
     assert _ssh(host, DEPLOY_USER, key=test_key).returncode == 0
+
+
+# The server's KEXINIT proposal as ``ssh -vv`` prints it, keyword -> sshd -T keyword.
+_PROPOSAL = {
+    "KEX algorithms": "kexalgorithms",
+    "host key algorithms": "hostkeyalgorithms",
+    "ciphers stoc": "ciphers",
+    "MACs stoc": "macs",
+}
+# Announced by OpenSSH itself, never configured.
+_ANNOUNCED = {"ext-info-s", "kex-strict-s-v00@openssh.com"}
+
+
+def _offered_by_running_sshd(host, test_key: Path) -> dict[str, set[str]]:
+    """What the sshd that answers on port 22 offers (its KEXINIT), by sshd -T keyword."""
+    probe = _ssh(host, DEPLOY_USER, "-vv", key=test_key)
+    lines = probe.stderr.splitlines()
+    start = next(i for i, line in enumerate(lines) if "peer server KEXINIT proposal" in line)
+    offered: dict[str, set[str]] = {}
+    for line in lines[start + 1 : start + 12]:
+        label, _, values = line.removeprefix("debug2: ").partition(": ")
+        if label in _PROPOSAL:
+            offered[_PROPOSAL[label]] = set(values.split(",")) - _ANNOUNCED
+    assert set(offered) == set(_PROPOSAL.values()), probe.stderr
+    return offered
+
+
+def test_a_failed_first_run_still_applies_the_hardening(host, run_playbook, test_key) -> None:
+    """Last test of the file (it enables and then disables ufw). As a first production run that
+    stops after ssh_hardening: sshd starts on Debian's stock configuration, playbooks/provision.yml
+    writes the hardened drop-in and then fails in the next role (fail2ban, on a bad value), and a
+    re-run finds nothing to change. The running sshd must still be the hardened one: the play
+    forces its handlers when it fails."""
+    name = host.backend.host
+    public_key = test_key.with_suffix(".pub").read_text().strip()
+    host.check_output("install -d -m 0700 /root/.ssh && cp -a /root/.ssh /root/.ssh.before-test")
+    try:
+        # Debian's stock sshd: the role's drop-in gone, the running daemon reloaded without it.
+        host.check_output(f"rm -f {DROP_IN} && systemctl reload ssh.service")
+        assert _sshd_settings(host)["permitrootlogin"][0] in {"without-password", "prohibit-password"}
+        host.check_output(f"echo '{public_key}' >> /root/.ssh/authorized_keys")
+        assert _ssh(host, "root", key=test_key).returncode == 0, "the stock sshd should let root in"
+
+        failed = run_playbook(
+            PROJECT / "playbooks" / "provision.yml",
+            {
+                # The converge's host name (the container's name is no valid host name).
+                "base_hostname": "vps-" + name.rsplit("-", 1)[-1],
+                # The tests log in from the controller many times in a row.
+                "ufw_ssh_rate_limit": False,
+                # Fails at the start of the role after ssh_hardening.
+                "fail2ban_sshd_mode": "not-a-mode",
+            },
+        )
+        assert failed.rc != 0, failed.output[-3000:]
+        assert "fail2ban_sshd_mode" in failed.output, failed.output[-3000:]
+        assert host.file(DROP_IN).exists, failed.output[-3000:]
+
+        rerun = run_playbook("apply.yml")
+        assert rerun.rc == 0, rerun.output[-3000:]
+        assert rerun.recap.get("changed") == 0, rerun.output[-3000:]
+
+        # What an operator checks: the policy passes and root is refused...
+        test_ssh_audit_hardened_policy_passes(host)
+        refused = _ssh(host, "root", key=test_key)
+        assert refused.returncode == 255, refused.stderr
+        assert "Permission denied (publickey)" in refused.stderr, refused.stderr
+        # ...because the running sshd offers exactly what the files on disk say.
+        settings = _sshd_settings(host)
+        assert settings["permitrootlogin"] == ["no"]
+        offered = _offered_by_running_sshd(host, test_key)
+        for keyword, values in offered.items():
+            assert values == set(settings[keyword][0].split(",")), (keyword, values, settings[keyword])
+    finally:
+        host.run("rm -rf /root/.ssh && mv /root/.ssh.before-test /root/.ssh")
+        host.run("command -v ufw >/dev/null && ufw --force disable")

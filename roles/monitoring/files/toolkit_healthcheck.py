@@ -11,7 +11,8 @@ from /etc/toolkit/healthcheck.json (root only: it holds the Redis password).
                                            toolkit-alert when checks FAIL (once per failing set
                                            and repeat interval), and once when all pass again
 
-WARN (provider unreachable) and SKIP (nothing to check) never make the exit code non-zero.
+WARN (provider unreachable; no backup yet before the backup timer's first run) and SKIP (nothing
+to check) never make the exit code non-zero.
 """
 
 from __future__ import annotations
@@ -103,6 +104,7 @@ class Settings:
     disk_max_percent: float = 80.0
     backup_dir: str = "/var/backups/toolkit"
     backup_max_age_hours: float = 26.0
+    backup_timer: str = "toolkit-backup.timer"
     drill_unit: str = "toolkit-restore-drill.service"
     tls_domain: str = ""
     tls_address: str = "127.0.0.1"
@@ -216,12 +218,64 @@ def set_time(name: str) -> dt.datetime | None:
     return dt.datetime.strptime(name, SET_TIME_FORMAT).replace(tzinfo=dt.UTC)
 
 
+# systemctl show prints an empty value (some versions "n/a") for a time that never happened.
+NEVER = frozenset(["", "n/a", "0"])
+
+
+@dataclass(frozen=True)
+class BackupTimer:
+    """What systemd says about the backup timer and its service."""
+
+    active: bool
+    ever_triggered: bool
+    service_started: bool
+    next_run: str
+
+    @property
+    def pending(self) -> bool:
+        """True before the first scheduled run: the timer waits and no backup has run yet."""
+        return self.active and not self.ever_triggered and not self.service_started
+
+
+def parse_show(output: str) -> dict[str, str]:
+    """``systemctl show -p A -p B UNIT`` output (``A=value`` lines) as a dictionary."""
+    return dict(line.partition("=")[::2] for line in output.splitlines() if "=" in line)
+
+
+def backup_timer_state(timer_show: str, service_show: str) -> BackupTimer:
+    """The timer's ActiveState, LastTriggerUSec and NextElapseUSecRealtime, and whether its
+    service started since boot (ExecMainStartTimestampMonotonic), from ``systemctl show``."""
+    timer = parse_show(timer_show)
+    service = parse_show(service_show)
+    return BackupTimer(
+        active=timer.get("ActiveState") == "active",
+        ever_triggered=timer.get("LastTriggerUSec", "").strip() not in NEVER,
+        service_started=service.get("ExecMainStartTimestampMonotonic", "").strip() not in NEVER,
+        next_run=timer.get("NextElapseUSecRealtime", "").strip(),
+    )
+
+
 def backup_result(
-    complete_sets: Iterable[str], now: dt.datetime, max_hours: float, backup_dir: str
+    complete_sets: Iterable[str],
+    now: dt.datetime,
+    max_hours: float,
+    backup_dir: str,
+    timer: BackupTimer | None = None,
 ) -> Result:
-    """Judge the newest complete set (name = its UTC start time, as toolkit-backup writes it)."""
+    """Judge the newest complete set (name = its UTC start time, as toolkit-backup writes it).
+
+    With no set at all, a host whose backup timer is active but has never run (a freshly
+    provisioned one) is pending, not failing: a WARN until the first scheduled run.
+    """
     times = sorted(moment for moment in map(set_time, complete_sets) if moment is not None)
     if not times:
+        if timer is not None and timer.pending:
+            when = timer.next_run if timer.next_run not in NEVER else "time not known"
+            return Result(
+                "backup",
+                WARN,
+                f"pending until the first scheduled run ({when}): no backup set in {backup_dir} yet",
+            )
         return Result("backup", FAIL, f"no complete backup set in {backup_dir}")
     newest = times[-1]
     age = (now - newest).total_seconds() / 3600
@@ -443,11 +497,25 @@ def check_backup(settings: Settings) -> Result:
         if root.is_dir()
         else []
     )
-    return backup_result(sets, dt.datetime.now(dt.UTC), settings.backup_max_age_hours, settings.backup_dir)
+    timer = None
+    if not sets:
+        service = settings.backup_timer.removesuffix(".timer") + ".service"
+        timer_properties = ("ActiveState", "LastTriggerUSec", "NextElapseUSecRealtime")
+        timer = backup_timer_state(
+            systemctl("show", *(f"--property={name}" for name in timer_properties), settings.backup_timer),
+            systemctl("show", "--property=ExecMainStartTimestampMonotonic", service),
+        )
+    return backup_result(
+        sets, dt.datetime.now(dt.UTC), settings.backup_max_age_hours, settings.backup_dir, timer
+    )
 
 
 def systemctl(*args: str) -> str:
-    done = subprocess.run(["systemctl", *args], capture_output=True, text=True, check=False)
+    """systemctl's output; "" where there is no systemctl."""
+    try:
+        done = subprocess.run(["systemctl", *args], capture_output=True, text=True, check=False)
+    except OSError:
+        return ""
     return done.stdout.strip()
 
 
