@@ -63,8 +63,8 @@ MOLECULE_JOBS ?= 2
 export MOLECULE_JOBS
 
 .PHONY: molecule
-# The stack scenario deploys the packaged image: build it first (a no-op when nothing changed).
-molecule: setup images apt-cache $(if $(filter-out stack,$(SCENARIO)),,package) ## Every Molecule scenario (MOLECULE_JOBS at a time), or one: make molecule SCENARIO=base
+# The production scenario deploys the packaged image: build it first (a no-op when nothing changed).
+molecule: setup images apt-cache $(if $(filter-out production,$(SCENARIO)),,package) ## Every Molecule scenario (MOLECULE_JOBS at a time), or one: make molecule SCENARIO=base
 	@if [ -n "$(SCENARIO)" ]; then molecule test -s $(SCENARIO); else scripts/run-molecule.sh; fi
 
 # Parts of `make test` in the order they run; mk/*.mk files add theirs (TEST_PARTS += ...) before
@@ -81,8 +81,8 @@ test: ## Everything CI runs: lint, unit, every mk/*.mk part, molecule
 # --- Operate -----------------------------------------------------------------------------------
 
 .PHONY: sandbox
-sandbox: setup images apt-cache ## Start the local sandbox host (a systemd container standing in for the VPS)
-	ansible-playbook playbooks/sandbox.yml
+sandbox: setup images apt-cache ## Start the local sandbox host (a systemd container standing in for the VPS, reached over SSH)
+	ansible-playbook -i inventories/local/hosts.yml playbooks/sandbox.yml
 
 .PHONY: deploy
 deploy: setup ## Package the app, then provision and deploy ENV (default: the local sandbox; ENV=production)
@@ -98,8 +98,9 @@ deploy: setup ## Package the app, then provision and deploy ENV (default: the lo
 	echo "make deploy: $(ENV) done in $$(( $$(date +%s) - start )) s"
 
 .PHONY: clean
-clean: ## Remove the sandbox host and local state (keeps .venv and images)
+clean: ## Remove the sandbox host, its network and local state (keys, known_hosts; keeps .venv and images)
 	-docker rm -f -v toolkit-sandbox >/dev/null 2>&1
+	-docker network rm toolkit-sandbox >/dev/null 2>&1
 	rm -rf .local .pytest_cache .ruff_cache
 
 .PHONY: distclean

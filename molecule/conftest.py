@@ -191,3 +191,85 @@ def assert_refused_before_change(
         assert host.check_output(watch) == before, f"{watch!r} changed although the run was refused"  # type: ignore[attr-defined]
 
     return check
+
+
+# --- Hosts on a scenario network, reached by address (the production scenario) -------------------
+
+
+def from_sibling_on(network: str, script: str) -> str:
+    """Run a bash script in a sibling container on the Docker ``network`` of a scenario: another
+    machine beside hosts that have fixed addresses there (Docker isolates bridge networks from
+    each other, so a sibling on the default bridge would not reach them)."""
+    done = subprocess.run(
+        ["docker", "run", "--rm", "--network", network, "--entrypoint", "bash", SIBLING_IMAGE, "-c", script],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return done.stdout
+
+
+def tcp_state_on(network: str, address: str, port: int, timeout: int = 3) -> str:
+    """Like tcp_state, from a sibling on ``network``: "open", "refused" or "filtered"."""
+    output = from_sibling_on(network, f"timeout {timeout} bash -c '</dev/tcp/{address}/{port}'; echo $?")
+    code = int(output.strip().splitlines()[-1])
+    return {0: "open", 124: "filtered"}.get(code, "refused")
+
+
+_HTTP_ON_HOST = """
+import json, sys, urllib.error, urllib.request
+method, url, headers = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
+body = sys.stdin.buffer.read() if method in ("POST", "PUT", "PATCH") else None
+request = urllib.request.Request(url, data=body, method=method, headers=headers)
+try:
+    with urllib.request.urlopen(request, timeout=30) as answer:
+        status, head, data = answer.status, dict(answer.headers), answer.read()
+except urllib.error.HTTPError as error:
+    status, head, data = error.code, dict(error.headers), error.read()
+print(json.dumps({"status": status, "headers": head, "body": data.decode(errors="replace")}))
+"""
+
+
+def http_on_host(
+    container: str, method: str, url: str, body: bytes = b"", headers: dict[str, str] | None = None
+) -> tuple[int, dict[str, str], str]:
+    """One HTTP request made on the test host itself (through ``docker exec``, the bench's own
+    access, so a request body of any size travels on stdin): (status, headers, body)."""
+    command = ["docker", "exec", "-i", container, "python3", "-c", _HTTP_ON_HOST]
+    done = subprocess.run(
+        [*command, method, url, json.dumps(headers or {})],
+        input=body,
+        capture_output=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr.decode(errors="replace")
+    answer = json.loads(done.stdout)
+    return answer["status"], answer["headers"], answer["body"]
+
+
+def ssh_login(
+    address: str, user: str, key: Path, command: str = "id --user --name"
+) -> subprocess.CompletedProcess[str]:
+    """One SSH login from the controller, offering ``key`` only (no agent, no known hosts)."""
+    return subprocess.run(
+        [
+            "ssh",
+            "-i",
+            str(key),
+            "-o",
+            "IdentitiesOnly=yes",
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+            "-o",
+            "ConnectTimeout=10",
+            f"{user}@{address}",
+            command,
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )

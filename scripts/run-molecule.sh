@@ -14,7 +14,7 @@ mkdir -p "$logs"
 scenarios=("$@")
 if [ ${#scenarios[@]} -eq 0 ]; then
   # Slowest first, so the last ones to start are short and the two lanes end together.
-  first=(stack backup postgres ssh_hardening)
+  first=(production backup postgres ssh_hardening)
   for name in "${first[@]}"; do
     [ -f "molecule/$name/molecule.yml" ] && scenarios+=("$name")
   done

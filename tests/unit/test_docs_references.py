@@ -47,6 +47,7 @@ ALLOWED = {
     "MOLECULE_JOBS": "a make variable (Makefile), not an app setting",
     "ANSIBLE_ARGS": "a make variable (Makefile), not an app setting",
     "VERIFY_ARGS": "a make variable (mk/verify.mk), not an app setting",
+    "DEBIAN_MIRROR": "an environment override read by scripts/debian_mirror.py, not an app setting",
     "AWS_ACCESS_KEY_ID": "restic's S3 credential, an environment variable of the backup job",
     "AWS_SECRET_ACCESS_KEY": "restic's S3 credential, an environment variable of the backup job",
     "vault.yml": "the operator's encrypted vault, made from vault.yml.example and never committed",

@@ -1,8 +1,9 @@
-"""What the app role and playbooks/deploy.yml + rollback.yml promise, on a converged Debian 13 host.
+"""What the app role and playbooks/deploy.yml + rollback.yml promise, on the production hosts.
 
-The host runs Docker (the distribution's engine with compose v2), PostgreSQL and Redis from their
-roles, Traefik's rendered configuration (no Traefik image can be had here, so the API is published on
-the host directly: app_publish_direct) and the release of the REAL packaged image (dist/). Tests
+Each host runs Docker (the distribution's engine with compose v2), PostgreSQL and Redis from their
+roles, Traefik's rendered configuration (no Traefik image can be had here; production never
+publishes the API directly, so it answers on the host's loopback port only) and the release of the
+REAL packaged image (dist/). Tests
 that re-deploy use the same image re-tagged as other versions (a manifest naming the same image id),
 so the host only tags it: the role loads a tarball only when the host lacks the image id.
 
@@ -17,7 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import PROJECT, from_sibling, host_address, http_get
+from conftest import PROJECT, http_get
 
 BASE = "/opt/invoice-service"
 RELEASES = f"{BASE}/releases"
@@ -26,7 +27,7 @@ DUMPS = "/var/backups/invoice-service"
 UPLOADS = "/srv/invoice-service/uploads"
 API = "invoice-service-api-1"
 WORKER = "invoice-service-worker-1"
-READY = "http://127.0.0.1/health/ready"
+READY = "http://127.0.0.1:8000/health/ready"
 DIST = PROJECT / "dist"
 DEPLOY = PROJECT / "playbooks" / "deploy.yml"
 ROLLBACK = PROJECT / "playbooks" / "rollback.yml"
@@ -82,13 +83,9 @@ def retag(tmp_path_factory: pytest.TempPathFactory, version: str) -> Callable[[s
 # --- The converged release ---------------------------------------------------------------------
 
 
-def test_api_answers_ready_on_the_published_port(host) -> None:
+def test_api_answers_ready_on_the_loopback_port(host) -> None:
     ready = _ready(host)
     assert ready["checks"]["database"]["status"] == "ok"
-    # Another machine reaches it too: the sandbox publishes the API on 0.0.0.0:80.
-    url = f"http://{host_address(host)}/health/ready"
-    script = f"import urllib.request; print(urllib.request.urlopen('{url}', timeout=5).status)"
-    assert from_sibling(f'python3 -c "{script}"').strip() == "200"
 
 
 def test_containers_reach_postgres_and_redis_on_the_host(host) -> None:
@@ -101,17 +98,32 @@ def test_containers_reach_postgres_and_redis_on_the_host(host) -> None:
 
 def test_only_the_api_is_published_and_it_joins_traefiks_network(host) -> None:
     api, worker = _inspect(host, API), _inspect(host, WORKER)
-    assert api["HostConfig"]["PortBindings"] == {"8000/tcp": [{"HostIp": "0.0.0.0", "HostPort": "80"}]}
+    # Production: never published to the world by the app itself (Traefik does that); 127.0.0.1:8000
+    # always, for the host's own probes.
+    bindings = api["HostConfig"]["PortBindings"]
+    assert bindings == {"8000/tcp": [{"HostIp": "127.0.0.1", "HostPort": "8000"}]}, bindings
     assert not worker["HostConfig"]["PortBindings"]
     assert "edge" in api["NetworkSettings"]["Networks"]
     assert "edge" not in worker["NetworkSettings"]["Networks"]
+
+
+def test_monitoring_probes_the_api_on_its_loopback_port(host) -> None:
+    """The api check asks 127.0.0.1:8000, which answers Traefik or not (port 80 is Traefik's
+    redirect in production); from another machine 8000 stays closed (test_stack.py)."""
+    run = host.run("toolkit-healthcheck --only api")
+    assert run.rc == 0, run.stdout + run.stderr
+    assert run.stdout.startswith("PASS api       http://127.0.0.1:8000/health/ready answered 200"), run.stdout
 
 
 def test_traefik_labels_route_the_domain_on_websecure(host) -> None:
     labels = _inspect(host, API)["Config"]["Labels"]
     router = "traefik.http.routers.invoice-service"
     assert labels["traefik.enable"] == "true"
-    assert labels[f"{router}.rule"] == "Host(`api.invoices.test`)"
+    # /metrics and the API docs stay inside: the router leaves them out (app_internal_paths).
+    assert labels[f"{router}.rule"] == (
+        "Host(`api.invoices.test`) && !(PathPrefix(`/metrics`) || PathPrefix(`/docs`)"
+        " || PathPrefix(`/redoc`) || PathPrefix(`/openapi.json`))"
+    )
     assert labels[f"{router}.entrypoints"] == "websecure"
     assert labels[f"{router}.tls.certresolver"] == "letsencrypt"
     assert labels["traefik.docker.network"] == "edge"
@@ -195,11 +207,9 @@ def test_broken_release_is_rolled_back_and_the_play_fails_with_the_reason(
     )
     assert run.rc != 0
     assert f"Release {broken} of invoice-service failed." in run.output
-    assert "the last answer of http://127.0.0.1:80/health/ready was HTTP 503" in run.output
+    assert re.search(r"the last answer of https?://127\.0\.0\.1:\d+/health/ready was HTTP 503", run.output)
     assert f"Rollback: {version} serves again" in run.output
     assert "Last log lines of the failed release" in run.output
-    # The direct publishing is said plainly on every run.
-    assert "Traefik is NOT running" in run.output
     assert _current(host) == version
     assert _release_of_api(host) == version
     assert _ready(host)["checks"]["database"]["status"] == "ok"
@@ -250,18 +260,14 @@ def test_releases_beyond_keep_are_removed_with_their_images(host, run_playbook, 
     assert {version, f"{version}-next"} <= set(tags)
 
 
-def test_production_without_traefik_fails_before_any_change(host, run_playbook) -> None:
-    run = run_playbook("app.yml", {"app_publish_direct": False})
-    assert run.rc != 0
-    assert "Traefik (traefik) is not running on stack-debian13 and app_publish_direct is false" in run.output
-    assert run.recap.get("changed") == 0
-
-
-def test_a_bad_secret_fails_before_any_change(host, run_playbook) -> None:
-    run = run_playbook("app.yml", {"app_jwt_secret": "short"})
-    assert run.rc != 0
-    assert "app_jwt_secret must be at least 32 characters" in run.output
-    assert run.recap.get("changed") == 0
+def test_a_bad_secret_fails_before_any_change(assert_refused_before_change) -> None:
+    assert_refused_before_change(
+        "app.yml",
+        {"app_jwt_secret": "short-secret-x"},
+        "app_jwt_secret must be at least 32 characters",
+        watch=f"md5sum {CURRENT}/app.env {CURRENT}/compose.yaml",
+        secrets=("short-secret-x",),
+    )
 
 
 def test_a_missing_tarball_says_to_run_make_package(host, run_playbook, tmp_path: Path) -> None:
