@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 from pathlib import Path
 
 import pytest
+from ansible_json import inventory_file, run_json
 
 ROOT = Path(__file__).resolve().parents[2]
 INVENTORIES = {"local": "sandbox", "production": "vps1"}
@@ -15,31 +14,20 @@ INVENTORIES = {"local": "sandbox", "production": "vps1"}
 
 def resolve(inventory: str, host: str, expression: str, *extra: str) -> object:
     """Evaluate a Jinja expression in ``host``'s variables (the debug module runs on the controller)."""
-    done = subprocess.run(
+    output = run_json(
         [
             "ansible",
             host,
             "-i",
-            str(ROOT / "inventories" / inventory / "hosts.yml"),
+            inventory_file(inventory),
             "-m",
             "ansible.builtin.debug",
             "-a",
             f"msg={{{{ {expression} | to_json }}}}",
             *extra,
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-        cwd=ROOT,
-        env={
-            **os.environ,
-            "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"),
-            "ANSIBLE_STDOUT_CALLBACK": "json",
-            "ANSIBLE_LOAD_CALLBACK_PLUGINS": "1",
-        },
+        ]
     )
-    assert done.returncode == 0, done.stdout + done.stderr
-    result = json.loads(done.stdout)["plays"][0]["tasks"][0]["hosts"][host]
+    result = output["plays"][0]["tasks"][0]["hosts"][host]
     return json.loads(result["msg"])
 
 

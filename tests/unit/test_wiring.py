@@ -6,13 +6,12 @@ Checked with Ansible itself against the real inventories and roles; no host is c
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
 from pathlib import Path
 
 import pytest
 import yaml
+from ansible_json import inventory_file, run_json
 
 ROOT = Path(__file__).resolve().parents[2]
 ROLES = sorted(path.name for path in (ROOT / "roles").iterdir() if (path / "defaults" / "main.yml").is_file())
@@ -64,28 +63,17 @@ def _playbook_run(tmp_path: Path, inventory: str, host: str, tasks: list[dict], 
     names = {task["name"] for task in tasks if "ansible.builtin.debug" in task}
     playbook = tmp_path / "play.yml"
     playbook.write_text(yaml.safe_dump([{"hosts": host, "gather_facts": False, "tasks": tasks}]))
-    done = subprocess.run(
+    output = run_json(
         [
             "ansible-playbook",
             "-i",
-            str(ROOT / "inventories" / inventory / "hosts.yml"),
+            inventory_file(inventory),
             str(playbook),
             "--extra-vars",
             json.dumps(extra),
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-        cwd=ROOT,
-        env={
-            **os.environ,
-            "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"),
-            "ANSIBLE_STDOUT_CALLBACK": "json",
-            "ANSIBLE_LOAD_CALLBACK_PLUGINS": "1",
-        },
+        ]
     )
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    tasks_run = json.loads(done.stdout)["plays"][0]["tasks"]
+    tasks_run = output["plays"][0]["tasks"]
     return {
         task["task"]["name"]: json.loads(task["hosts"][host]["msg"])
         for task in tasks_run

@@ -72,6 +72,20 @@ def test_the_first_run_logged_in_as_root_and_later_ones_as_deploy(host, run_play
     assert f"connected to {host.backend.host} as deploy" in run.output
 
 
+def test_the_controller_is_never_banned_by_its_own_hardening(host) -> None:
+    """converge (root first, after one refused probe as deploy), the idempotence run and every
+    playbook test_app.py ran since (as deploy) all came from the controller: none of it may have
+    earned a fail2ban ban or an sshd penalty, or the next deploy would be locked out."""
+    controller = host.check_output("ip -4 route show default").split()[2]
+    for jail in ("sshd", "recidive"):
+        status = host.check_output(f"fail2ban-client status {jail}")
+        banned = status.split("Banned IP list:")[-1]
+        assert controller not in banned, f"fail2ban's {jail} jail banned the controller:\n{status}"
+    journal = host.check_output("journalctl --no-pager -o cat _COMM=sshd-session _COMM=sshd")
+    penalised = [line for line in journal.splitlines() if "penalty" in line and controller in line]
+    assert penalised == [], "sshd penalised the controller:\n" + "\n".join(penalised[:5])
+
+
 def test_root_is_refused_and_the_deploy_user_logs_in(host, address: str, key: Path) -> None:
     refused = ssh_login(address, "root", key)
     assert refused.returncode == 255, refused.stdout + refused.stderr
