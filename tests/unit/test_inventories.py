@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 from ansible_json import inventory_file, run_json
 
-ROOT = Path(__file__).resolve().parents[2]
 INVENTORIES = {"local": "sandbox", "production": "vps1"}
 
 
