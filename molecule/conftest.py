@@ -136,6 +136,35 @@ def run_playbook(host: object) -> Callable[..., PlaybookRun]:
     return run
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "on_host(name, reason): run the test against the test host `name` only; the other hosts'"
+        " items are deselected (the summary counts them). For tests of logic that does not change"
+        " with the Debian release, where a second run would only spend the machine's two cores.",
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Deselect the items of an ``on_host`` test whose host is not the named one."""
+    kept: list[pytest.Item] = []
+    dropped: list[pytest.Item] = []
+    for item in items:
+        marker = item.get_closest_marker("on_host")
+        callspec = getattr(item, "callspec", None)
+        target = callspec.params.get("_testinfra_host") if callspec else None
+        if marker is None or target is None:
+            kept.append(item)
+            continue
+        if not marker.kwargs.get("reason"):
+            raise pytest.UsageError(f"{item.nodeid}: on_host needs a reason= (why one host is enough)")
+        name = target.backend.get_hostname()
+        (kept if name == marker.args[0] else dropped).append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = kept
+
+
 TINY_IMAGE = "toolkit/busybox:test"
 
 

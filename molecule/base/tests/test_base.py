@@ -1,4 +1,4 @@
-"""What the base role promises, checked on the converged Debian 12 and 13 hosts."""
+"""What the base role promises, checked on the converged Debian 13 host."""
 
 from __future__ import annotations
 

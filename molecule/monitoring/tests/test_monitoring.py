@@ -1,4 +1,4 @@
-"""What the alerting and monitoring roles promise, checked on the converged Debian 12 and 13 hosts.
+"""What the alerting and monitoring roles promise, checked on the converged Debian 13 host.
 
 Converge left no API, PostgreSQL or Redis on the hosts (those checks must FAIL and say why), the
 timer's checks set to providers, disk, backup, drill, tls and units, the disk check pointed at

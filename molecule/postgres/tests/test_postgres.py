@@ -1,4 +1,4 @@
-"""What the postgres role promises, checked on the converged Debian 12 and 13 hosts.
+"""What the postgres role promises, checked on the converged Debian 13 host.
 
 The expected settings are computed again here, from the same inventory and group_vars converge
 used (the memory budget's plan), not copied from the rendered file.

@@ -1,4 +1,4 @@
-"""What the ssh_hardening role promises, checked on the converged Debian 12 and 13 hosts.
+"""What the ssh_hardening role promises, checked on the converged Debian 13 host.
 
 Logins and scans run from the controller (this machine) against the test host's address, as an
 operator's would.

@@ -1,4 +1,4 @@
-"""What the traefik role promises, checked on the converged Debian 12 and 13 hosts.
+"""What the traefik role promises, checked on the converged Debian 13 host.
 
 No Traefik image can be had on this machine: the rendered configuration is checked always (parsed
 as YAML on the host), the running proxy whenever the image is present in the host's engine.
