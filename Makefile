@@ -67,15 +67,22 @@ export MOLECULE_JOBS
 molecule: setup images apt-cache $(if $(filter-out production,$(SCENARIO)),,package) ## Every Molecule scenario (MOLECULE_JOBS at a time), or one: make molecule SCENARIO=base
 	@if [ -n "$(SCENARIO)" ]; then molecule test -s $(SCENARIO); else scripts/run-molecule.sh; fi
 
-# Parts of `make test` in the order they run; mk/*.mk files add theirs (TEST_PARTS += ...) before
-# molecule, which runs last because it is the slowest.
+# Parts of `make test` in the order they run; mk/*.mk files add theirs (TEST_PARTS += ...).
 TEST_PARTS := lint unit
 -include mk/*.mk
 
 .PHONY: test
-test: ## Everything CI runs: lint, unit, every mk/*.mk part, molecule
+# Molecule, the slowest part, starts first and runs beside the others, which mostly keep one core
+# busy (its lines come as scenarios end; a failed scenario's log is printed). A failed part stops
+# the Molecule run at once.
+test: setup images apt-cache package ## Everything CI runs: every Molecule scenario, beside lint, unit and every mk/*.mk part
 	@start=$$(date +%s); \
-	$(MAKE) --no-print-directory $(TEST_PARTS) molecule; \
+	setsid scripts/run-molecule.sh & molecule=$$!; \
+	if ! $(MAKE) --no-print-directory $(TEST_PARTS); then \
+	  kill -- -$$molecule 2>/dev/null || true; wait $$molecule || true; \
+	  echo "make test: FAILED (see above; Molecule stopped)"; exit 1; \
+	fi; \
+	wait $$molecule || { echo "make test: FAILED in Molecule (see above)"; exit 1; }; \
 	echo "make test: passed in $$(( $$(date +%s) - start )) s"
 
 # --- Operate -----------------------------------------------------------------------------------
