@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -151,3 +152,92 @@ def test_sigterm_lets_the_in_flight_request_finish(redis_url: str, tmp_path: Pat
         if line.startswith("{")
     ]
     assert events.index("request") < events.index("api_stopped")  # answered, then pool/Redis closed
+
+
+def _rss_kib(pid: int) -> int:
+    """Resident memory of a process, in KiB (VmRSS)."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmRSS:")))
+
+
+# A well-formed multipart start: one photo part whose content never ends.
+_PART_HEAD = (
+    b'--x\r\nContent-Disposition: form-data; name="files"; filename="r.jpg"\r\n'
+    b"Content-Type: image/jpeg\r\n\r\n"
+)
+
+
+def _chunks(total: int, size: int = 256 * 1024, head: bytes = b"") -> Iterator[bytes]:
+    sent = len(head)
+    if head:
+        yield head
+    while sent < total:
+        sent += size
+        yield b"x" * size
+
+
+@pytest.mark.slow
+def test_huge_chunked_bodies_leave_the_process_memory_bounded(
+    database_url: str, redis_url: str, tmp_path: Path
+) -> None:
+    """200 MiB chunked to the upload without a token (401) and with one (413 at the upload limit),
+    and 300 MiB of "JSON" to the login (413): the API process grows by less than 20 MiB."""
+    port = free_port()
+    env = {
+        **{k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"},
+        "DATABASE_URL": database_url,
+        "REDIS_URL": redis_url,
+        "HOST": "127.0.0.1",
+        "PORT": str(port),
+        "UVICORN_WORKERS": "1",
+        "RATE_LIMIT_ENABLED": "false",
+        "EXTRACTION_PROVIDERS": "ocr",
+        "UPLOAD_DIR": str(tmp_path / "uploads"),
+        "TMPDIR": str(tmp_path),
+        "JWT_SECRET": "proc-secret-" + "p" * 32,
+    }
+    server = subprocess.Popen(
+        [str(Path(sys.executable).parent / "invoice-api")],
+        env=env,
+        stdout=(tmp_path / "api.log").open("wb"),
+        stderr=subprocess.STDOUT,
+    )
+    mib = 1024 * 1024
+    try:
+        wait_for_port(port, timeout=30)
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as client:
+            credentials = {"email": f"big-{port}@example.com", "password": "correct horse 42"}
+            assert client.post("/auth/register", json=credentials).status_code == 201
+            token = client.post("/auth/login", json=credentials).json()["access_token"]
+            assert client.get("/health/ready").status_code == 200  # warm: pool, Redis, imports
+            before = _rss_kib(server.pid)
+            multipart = {"Content-Type": "multipart/form-data; boundary=x"}
+            answers = []
+            for path, headers, size, head in (
+                ("/invoices/upload", multipart, 200 * mib, _PART_HEAD),
+                (
+                    "/invoices/upload",
+                    {**multipart, "Authorization": f"Bearer {token}"},
+                    200 * mib,
+                    _PART_HEAD,
+                ),
+                ("/auth/login", {"Content-Type": "application/json"}, 300 * mib, b""),
+            ):
+                try:
+                    answers.append(
+                        client.post(path, content=_chunks(size, head=head), headers=headers).status_code
+                    )
+                except httpx.TransportError:
+                    # The server answered and closed while the client was still sending: read by
+                    # the status line it sent, which httpx may not get to; the log has it.
+                    answers.append(-1)
+            after = _rss_kib(server.pid)
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=30)
+    records = [
+        json.loads(line) for line in (tmp_path / "api.log").read_text().splitlines() if line.startswith("{")
+    ]
+    logged = [r["status"] for r in records if r.get("event") == "request" and r["method"] == "POST"][-3:]
+    assert logged == [401, 413, 413], (answers, logged)
+    assert after - before < 20 * 1024, f"the API grew by {(after - before) / 1024:.1f} MiB"

@@ -2,8 +2,21 @@
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
+
 import httpx
 import jwt
+import pytest
+from sqlalchemy import text
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.pool import NullPool
+
+from invoice_service import security
+from invoice_service.main import create_app
+from invoice_service.routes.auth import user_by_email
+from invoice_service.settings import DEFAULT_JWT_SECRET, Settings
 
 CREDENTIALS = {"email": "Maria.Silva@Example.com", "password": "s3nha forte demais"}
 
@@ -60,3 +73,49 @@ async def test_register_validates_input(client: httpx.AsyncClient) -> None:
     assert (
         await client.post("/auth/register", json={"email": "a@example.com", "password": "short"})
     ).status_code == 422
+
+
+async def test_password_hashing_runs_off_the_event_loop(
+    client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """argon2 (tens of ms of CPU) runs in the hashing pool's threads, never on the loop's thread."""
+    threads: list[str] = []
+    for name in ("hash_password", "verify_password"):
+        original = getattr(security, name)
+
+        def spy(*args: str, _original: Callable[..., object] = original) -> object:
+            threads.append(threading.current_thread().name)
+            return _original(*args)
+
+        monkeypatch.setattr(security, name, spy)
+    credentials = {"email": "thread@example.com", "password": "right password"}
+    assert (await client.post("/auth/register", json=credentials)).status_code == 201
+    assert (await client.post("/auth/login", json=credentials)).status_code == 200
+    assert (await client.post("/auth/login", json={**credentials, "password": "wrong!!!"})).status_code == 401
+    assert len(threads) == 3
+    assert all(name.startswith("argon2") for name in threads), threads
+    assert threading.current_thread().name not in threads
+
+
+async def test_the_login_lookup_is_served_by_the_unique_index(database_url: str) -> None:
+    engine = create_async_engine(database_url, poolclass=NullPool)
+    try:
+        async with engine.connect() as conn:
+            await conn.execute(text("SET enable_seqscan = off"))
+            query = user_by_email("Someone@Example.com").compile(
+                dialect=postgresql.dialect(), compile_kwargs={"literal_binds": True}
+            )
+            plan = "\n".join((await conn.execute(text(f"EXPLAIN {query}"))).scalars())
+    finally:
+        await engine.dispose()
+    assert "Index Scan using users_email_key" in plan, plan
+    assert "'someone@example.com'" in plan, plan
+
+
+def test_the_api_refuses_to_start_with_the_public_default_secret(
+    make_settings: Callable[..., Settings],
+) -> None:
+    with pytest.raises(RuntimeError, match="JWT_SECRET is the public default"):
+        create_app(make_settings(JWT_SECRET=DEFAULT_JWT_SECRET))
+    # Local development may keep it, explicitly.
+    assert create_app(make_settings(JWT_SECRET=DEFAULT_JWT_SECRET, DEBUG=True))

@@ -108,3 +108,20 @@ async def test_default_limit_applies_to_other_endpoints_and_probes_are_exempt(ap
 async def test_disabled_means_no_limit(app_client: AppFactory) -> None:
     async with app_client(peer=random_ip(), RATE_LIMIT_ENABLED=False, RATE_LIMIT_LOGIN="1/minute") as client:
         assert await login_statuses(client, 3) == [401, 401, 401]
+
+
+async def test_a_proxy_network_written_with_host_bits_is_still_trusted(app_client: AppFactory) -> None:
+    """A network given as "172.30.0.1/16" (the gateway's address with the pool's prefix) means 172.30.0.0/16:
+    clients behind a proxy there get counters of their own, not the proxy's one bucket."""
+    async with app_client(
+        peer="172.30.4.2",
+        RATE_LIMIT_ENABLED=True,
+        RATE_LIMIT_DEFAULT="3/minute",
+        TRUSTED_PROXY_NETWORKS="172.30.0.1/16",
+    ) as client:
+        assert client.app.state.core.settings.TRUSTED_PROXY_NETWORKS == ["172.30.0.0/16"]  # type: ignore[attr-defined]
+        statuses = [
+            (await client.get("/auth/me", headers={"X-Forwarded-For": f"203.0.113.{i}"})).status_code
+            for i in range(60, 66)
+        ]
+    assert statuses == [401] * 6

@@ -16,6 +16,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from invoice_service import __version__
+from invoice_service.bodylimits import UploadTokenGate, upload_body_limit
 from invoice_service.db import create_engine, create_sessionmaker
 from invoice_service.deps import AppState
 from invoice_service.logging import configure_logging
@@ -31,6 +32,12 @@ log = structlog.get_logger(__name__)
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the app for settings (default: from the environment)."""
     settings = settings or Settings()
+    if settings.JWT_SECRET.get_secret_value() == DEFAULT_JWT_SECRET and not settings.DEBUG:
+        # Anyone can sign tokens with the public default: refuse to serve rather than log and go on.
+        raise RuntimeError(
+            "JWT_SECRET is the public default: set it to 32+ random characters (DEBUG=true allows the "
+            "default for local development only)"
+        )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -40,8 +47,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.core = AppState(
             settings=settings, engine=engine, sessions=create_sessionmaker(engine), redis=redis
         )
-        if settings.JWT_SECRET.get_secret_value() == DEFAULT_JWT_SECRET:
-            log.error("jwt_secret_is_default", fix="set JWT_SECRET to 32+ random characters")
         log.info(
             "api_started",
             version=__version__,
@@ -64,12 +69,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description="Upload receipt photos, get store, date, items and totals extracted, confirm them "
         "and see your spending.",
         lifespan=lifespan,
+        # Every body is bounded before it is read (bodylimits.py); the upload has its own bound.
+        max_body_size=settings.MAX_BODY_BYTES,
     )
+    app.include_router(invoices.upload_router, max_body_size=upload_body_limit(settings))
     for router in (auth.router, invoices.router, dashboard.router, health.router):
         app.include_router(router)
     limits = RateLimits(settings)
     # Starlette wraps in reverse order: the last added runs first. Proxy headers resolve the client
     # address before the rate limiter keys on it; the request context wraps everything.
+    app.add_middleware(UploadTokenGate, settings=settings)
     app.add_middleware(RateLimitMiddleware, limits=limits)
     if settings.CORS_ORIGINS:
         app.add_middleware(

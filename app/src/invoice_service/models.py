@@ -13,6 +13,7 @@ from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import (
+    CheckConstraint,
     Date,
     DateTime,
     Enum,
@@ -63,6 +64,8 @@ class User(Base):
     """An account; invoices belong to exactly one user."""
 
     __tablename__ = "users"
+    # Stored lower-cased (migration 0002), so login's equality lookup uses the unique index.
+    __table_args__ = (CheckConstraint("email = lower(email)", name="users_email_lower"),)
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
     email: Mapped[str] = mapped_column(String(320), unique=True)

@@ -1,8 +1,16 @@
-"""Password hashing (argon2id) and access tokens (JWT, HS256)."""
+"""Password hashing (argon2id) and access tokens (JWT, HS256).
+
+argon2 costs tens of milliseconds of CPU by design; on the event loop it would stall every other
+request of the worker. The coroutines below run it in a small thread pool of its own (argon2-cffi
+releases the GIL while it hashes), so the loop keeps serving and at most PASSWORD_HASH_THREADS hashes
+run at once per process; more logins wait in the pool's queue.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
 import jwt
@@ -30,6 +38,20 @@ def verify_password(password_hash: str, password: str) -> bool:
 
 # Verified against when the e-mail is unknown, so both paths cost one argon2 verification.
 DUMMY_HASH = _hasher.hash("dummy password for constant-time login")
+
+# Two threads: the API runs one process per vCPU, so two hashes per process already fill the box.
+PASSWORD_HASH_THREADS = 2
+_pool = ThreadPoolExecutor(max_workers=PASSWORD_HASH_THREADS, thread_name_prefix="argon2")
+
+
+async def hash_password_off_loop(password: str) -> str:
+    """hash_password in the hashing pool, leaving the event loop free."""
+    return await asyncio.get_running_loop().run_in_executor(_pool, hash_password, password)
+
+
+async def verify_password_off_loop(password_hash: str, password: str) -> bool:
+    """verify_password in the hashing pool, leaving the event loop free."""
+    return await asyncio.get_running_loop().run_in_executor(_pool, verify_password, password_hash, password)
 
 
 def create_access_token(user_id: uuid.UUID, settings: Settings) -> tuple[str, int]:

@@ -48,7 +48,7 @@ class Settings(ExtractionSettings):
         default=SecretStr(DEFAULT_JWT_SECRET),
         min_length=32,
         description="HMAC key signing access tokens (HS256), 32+ characters. The default is public: the "
-        "API logs an error at startup while it is in use; set a random value in production.",
+        "API refuses to start with it unless DEBUG is on; set a random value.",
     )
     JWT_EXPIRE_MINUTES: int = Field(default=60, gt=0, description="Lifetime of an access token.")
 
@@ -90,6 +90,12 @@ class Settings(ExtractionSettings):
     UPLOAD_DIR: Path = Field(
         default=Path("/var/lib/invoice-service/uploads"),
         description="Where receipt photos are stored (a volume shared by the API and the worker).",
+    )
+    MAX_BODY_BYTES: int = Field(
+        default=256 * 1024,
+        gt=0,
+        description="Largest request body of every route but the upload (JSON): counted as it streams; "
+        "larger: 413 before the rest is read.",
     )
     MAX_UPLOAD_BYTES: int = Field(
         default=10 * 1024 * 1024, gt=0, description="Largest accepted photo (bytes); larger: 413."
@@ -155,13 +161,17 @@ class Settings(ExtractionSettings):
 
     @field_validator("TRUSTED_PROXY_NETWORKS")
     @classmethod
-    def _check_networks(cls, value: list[str]) -> list[str]:
+    def _canonical_networks(cls, value: list[str]) -> list[str]:
+        """Each network in canonical form ("172.30.0.1/16" -> "172.30.0.0/16", "10.0.0.5" ->
+        "10.0.0.5/32"): uvicorn's proxy-header middleware takes a CIDR only in that form, and would
+        otherwise compare it as a host name and trust nothing."""
+        canonical = []
         for network in value:
             try:
-                ipaddress.ip_network(network, strict=False)
+                canonical.append(str(ipaddress.ip_network(network, strict=False)))
             except ValueError as exc:
                 raise ValueError(f"TRUSTED_PROXY_NETWORKS: {network!r} is not a CIDR or address") from exc
-        return value
+        return canonical
 
     @field_validator("DATABASE_URL")
     @classmethod
