@@ -24,6 +24,31 @@ PNG_1PX = bytes.fromhex(
 AppFactory = Callable[..., AbstractAsyncContextManager[httpx.AsyncClient]]
 
 
+def api_process_env(
+    database_url: str, redis_url: str, port: int, uploads: Path, **extra: str
+) -> dict[str, str]:
+    """The environment of an `invoice-api` process under test: the session's servers, offline OCR,
+    no rate limits, a test secret; ``extra`` adds or overrides (e.g. UVICORN_WORKERS="2")."""
+    inherited = {
+        k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR" and not k.endswith("_API_KEY")
+    }
+    return (
+        inherited
+        | {
+            "DATABASE_URL": database_url,
+            "REDIS_URL": redis_url,
+            "HOST": "127.0.0.1",
+            "PORT": str(port),
+            "UVICORN_WORKERS": "1",
+            "RATE_LIMIT_ENABLED": "false",
+            "EXTRACTION_PROVIDERS": "ocr",
+            "UPLOAD_DIR": str(uploads),
+            "JWT_SECRET": "proc-secret-" + "p" * 32,
+        }
+        | extra
+    )
+
+
 def migrate(database_url: str, *args: str) -> subprocess.CompletedProcess[str]:
     """Run the `invoice-migrate` console script (what the image runs) against database_url."""
     return subprocess.run(

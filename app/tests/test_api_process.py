@@ -18,7 +18,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from app_helpers import AppFactory
+from app_helpers import AppFactory, api_process_env
 from live_servers import free_port, wait_for_port
 
 
@@ -39,19 +39,9 @@ def test_two_workers_share_metrics_and_stop_gracefully(
 ) -> None:
     port = free_port()
     log = tmp_path / "api.log"
-    env = {
-        **{k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"},
-        "DATABASE_URL": database_url,
-        "REDIS_URL": redis_url,
-        "HOST": "127.0.0.1",
-        "PORT": str(port),
-        "UVICORN_WORKERS": "2",
-        "RATE_LIMIT_ENABLED": "false",
-        "EXTRACTION_PROVIDERS": "ocr",
-        "UPLOAD_DIR": str(tmp_path / "uploads"),
-        "JWT_SECRET": "proc-secret-" + "p" * 32,
-        "PYTHONUNBUFFERED": "1",
-    }
+    env = api_process_env(
+        database_url, redis_url, port, tmp_path / "uploads", UVICORN_WORKERS="2", PYTHONUNBUFFERED="1"
+    )
     server = subprocess.Popen(
         [str(Path(sys.executable).parent / "invoice-api")],
         env=env,
@@ -183,19 +173,7 @@ def test_huge_chunked_bodies_leave_the_process_memory_bounded(
     """200 MiB chunked to the upload without a token (401) and with one (413 at the upload limit),
     and 300 MiB of "JSON" to the login (413): the API process grows by less than 20 MiB."""
     port = free_port()
-    env = {
-        **{k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"},
-        "DATABASE_URL": database_url,
-        "REDIS_URL": redis_url,
-        "HOST": "127.0.0.1",
-        "PORT": str(port),
-        "UVICORN_WORKERS": "1",
-        "RATE_LIMIT_ENABLED": "false",
-        "EXTRACTION_PROVIDERS": "ocr",
-        "UPLOAD_DIR": str(tmp_path / "uploads"),
-        "TMPDIR": str(tmp_path),
-        "JWT_SECRET": "proc-secret-" + "p" * 32,
-    }
+    env = api_process_env(database_url, redis_url, port, tmp_path / "uploads", TMPDIR=str(tmp_path))
     server = subprocess.Popen(
         [str(Path(sys.executable).parent / "invoice-api")],
         env=env,

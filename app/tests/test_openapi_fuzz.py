@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 import pytest
 import schemathesis
+from app_helpers import api_process_env
 from hypothesis import HealthCheck, given, settings
 from live_servers import free_port, wait_for_port
 
@@ -25,18 +26,7 @@ def api_base_url(
 ) -> Iterator[str]:
     port = free_port()
     log = tmp_path_factory.mktemp("api") / "api.log"
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")},
-        "DATABASE_URL": database_url,
-        "REDIS_URL": redis_url,
-        "HOST": "127.0.0.1",
-        "PORT": str(port),
-        "UVICORN_WORKERS": "1",
-        "RATE_LIMIT_ENABLED": "false",
-        "EXTRACTION_PROVIDERS": "ocr",
-        "UPLOAD_DIR": str(tmp_path_factory.mktemp("uploads")),
-        "JWT_SECRET": "fuzz-secret-" + "z" * 32,
-    }
+    env = api_process_env(database_url, redis_url, port, tmp_path_factory.mktemp("uploads"))
     server = subprocess.Popen(
         [str(Path(sys.executable).parent / "invoice-api")],
         env=env,

@@ -9,6 +9,7 @@ import json
 import socket
 import ssl
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -410,9 +411,31 @@ def test_the_banner_is_read_and_a_closed_port_is_reported_as_no_longer_reachable
         thread.start()
         assert ssh.read_banner("127.0.0.1", port) == "SSH-2.0-OpenSSH_9.2p1 Debian-2+deb12u7"
         thread.join()
-    gone = ssh.check_still_reachable("127.0.0.1", _free_port())
+    gone = ssh.check_still_reachable("127.0.0.1", _free_port(), window=0.1)
     assert gone.status is Status.FAIL
     assert "PerSourcePenalties" in gone.reason
+
+
+def test_a_refusal_that_ends_with_ufws_rate_limit_window_passes() -> None:
+    """Refused at first (ufw's `limit`), greeting once the window is over: PASS, and it says so."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        port = listener.getsockname()[1]
+        # Bound but not listening yet: connections are refused, as by ufw's REJECT.
+
+        def open_later() -> None:
+            time.sleep(0.3)
+            listener.listen()
+            conn, _ = listener.accept()
+            with conn:
+                conn.sendall(b"SSH-2.0-OpenSSH_9.2p1 Debian-2+deb12u7\r\n")
+
+        thread = threading.Thread(target=open_later, daemon=True)
+        thread.start()
+        result = ssh.check_still_reachable("127.0.0.1", port, window=1.0)
+        thread.join()
+    assert result.status is Status.PASS, result.reason
+    assert "ufw's SSH rate limit" in result.reason
 
 
 def test_ssh_audit_passes_only_on_exit_0_with_the_policy_passed() -> None:
