@@ -7,7 +7,8 @@ Content-Length above the limit is answered 413 before a byte is read.
 
 FastAPI parses a form before it resolves any dependency, the login check included, so an upload
 without a valid access token would be read whole before its 401. ``UploadTokenGate`` answers that
-401 first, from the Authorization header alone; the route's own dependency still checks the user.
+401 first, from the Authorization header alone (the same check as deps.current_user, which still
+looks the user up).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from starlette.datastructures import Headers
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from invoice_service.security import decode_access_token
+from invoice_service.security import bearer_user_id
 from invoice_service.settings import Settings
 
 UPLOAD_PATH = "/invoices/upload"
@@ -39,7 +40,7 @@ class UploadTokenGate:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] == "POST" and scope["path"] == UPLOAD_PATH:
             scheme, _, token = Headers(scope=scope).get("authorization", "").partition(" ")
-            if scheme.lower() != "bearer" or decode_access_token(token.strip(), self.settings) is None:
+            if bearer_user_id(scheme, token, self.settings) is None:
                 response = JSONResponse(
                     {"detail": "Not authenticated"},
                     status_code=401,

@@ -13,7 +13,7 @@ from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from invoice_service.models import User
-from invoice_service.security import decode_access_token
+from invoice_service.security import bearer_user_id
 from invoice_service.settings import Settings
 
 
@@ -55,9 +55,9 @@ async def current_user(
     unauthorized = HTTPException(
         status.HTTP_401_UNAUTHORIZED, "Not authenticated", headers={"WWW-Authenticate": "Bearer"}
     )
-    if credentials is None or credentials.scheme.lower() != "bearer":
+    if credentials is None:
         raise unauthorized
-    user_id: uuid.UUID | None = decode_access_token(credentials.credentials, settings)
+    user_id: uuid.UUID | None = bearer_user_id(credentials.scheme, credentials.credentials, settings)
     if user_id is None:
         raise unauthorized
     user = await session.get(User, user_id)

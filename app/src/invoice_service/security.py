@@ -62,6 +62,14 @@ def create_access_token(user_id: uuid.UUID, settings: Settings) -> tuple[str, in
     return jwt.encode(claims, settings.JWT_SECRET.get_secret_value(), algorithm=ALGORITHM), lifetime
 
 
+def bearer_user_id(scheme: str, token: str, settings: Settings) -> uuid.UUID | None:
+    """The user id an ``Authorization: <scheme> <token>`` header carries; None unless the scheme is
+    Bearer and the token a valid access token (the user may still be gone)."""
+    if scheme.lower() != "bearer":
+        return None
+    return decode_access_token(token.strip(), settings)
+
+
 def decode_access_token(token: str, settings: Settings) -> uuid.UUID | None:
     """The user id of a valid, unexpired access token; None otherwise."""
     try:
