@@ -24,6 +24,9 @@ from hostcheck.results import Result, failed, passed
 POLICIES = {12: "Hardened Debian 12 (version 3)", 13: "Hardened Debian 13 (version 1)"}
 # ufw's `limit` rule refuses an address that opened 6 connections within this many seconds.
 UFW_LIMIT_WINDOW = 30.0
+# fail2ban reads sshd's journal and bans within about a second of the lines it counts: the banner is
+# read again only after this long, so a ban the scan caused is seen instead of raced past.
+SETTLE_SECONDS = 5.0
 # OpenSSH upstream versions Debian ships, when the banner carries no "debNN" suffix.
 OPENSSH_RELEASES = {"9.2": 12, "10.0": 13}
 
@@ -106,13 +109,17 @@ def check_ssh_audit(address: str, port: int, banner: str, timeout: float = 180.0
     return audit_result(policy, run.returncode, run.stdout + run.stderr)
 
 
-def check_still_reachable(address: str, port: int, window: float = UFW_LIMIT_WINDOW + 1) -> Result:
+def check_still_reachable(
+    address: str, port: int, window: float = UFW_LIMIT_WINDOW + 1, settle: float = SETTLE_SECONDS
+) -> Result:
     """After the scans, sshd still greets this controller (no PerSourcePenalties drop, no fail2ban ban).
 
-    A refused connection may be ufw's SSH rate limit (`limit`: a sixth new connection within 30
-    seconds is refused, and every refused attempt counts again): wait out its window without
-    connecting, then ask once more. Only a refusal that outlasts the window fails.
+    It first waits `settle` seconds, for a ban the scan caused to land. A refused connection may be
+    ufw's SSH rate limit (`limit`: a sixth new connection within 30 seconds is refused, and every
+    refused attempt counts again): wait out its window without connecting, then ask once more. Only
+    a refusal that outlasts the window fails.
     """
+    time.sleep(settle)
     try:
         banner = read_banner(address, port)
         return passed("ssh-after-scan", f"sshd still greets this controller after the scans ({banner})")

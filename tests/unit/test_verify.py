@@ -411,7 +411,7 @@ def test_the_banner_is_read_and_a_closed_port_is_reported_as_no_longer_reachable
         thread.start()
         assert ssh.read_banner("127.0.0.1", port) == "SSH-2.0-OpenSSH_9.2p1 Debian-2+deb12u7"
         thread.join()
-    gone = ssh.check_still_reachable("127.0.0.1", _free_port(), window=0.1)
+    gone = ssh.check_still_reachable("127.0.0.1", _free_port(), window=0.1, settle=0)
     assert gone.status is Status.FAIL
     assert "PerSourcePenalties" in gone.reason
 
@@ -432,7 +432,7 @@ def test_a_refusal_that_ends_with_ufws_rate_limit_window_passes() -> None:
 
         thread = threading.Thread(target=open_later, daemon=True)
         thread.start()
-        result = ssh.check_still_reachable("127.0.0.1", port, window=1.0)
+        result = ssh.check_still_reachable("127.0.0.1", port, window=1.0, settle=0)
         thread.join()
     assert result.status is Status.PASS, result.reason
     assert "ufw's SSH rate limit" in result.reason

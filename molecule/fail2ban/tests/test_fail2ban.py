@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from conftest import SIBLING_IMAGE, host_address, tcp_state
@@ -33,6 +35,29 @@ def test_sshd_jail_settings(host, setting: str, value: str) -> None:
 def test_sshd_jail_reads_the_journal(host) -> None:
     match = host.check_output("fail2ban-client get sshd journalmatch")
     assert "_COMM=sshd" in match
+
+
+def _failures(host) -> int:
+    status = host.check_output("fail2ban-client status sshd")
+    return int(status.split("Total failed:", 1)[1].split()[0])
+
+
+def test_an_ssh_audit_scan_counts_no_failure(host) -> None:
+    """`make verify` audits sshd with ssh-audit: connections that never try to log in (banner reads,
+    dropped key exchanges, DH group-exchange probes). The sshd jail's mode (normal) does not count
+    them, so the operator's own audit never gets the operator banned; in "aggressive" mode each scan
+    counted four failures."""
+    before = _failures(host)
+    program = Path(sys.executable).parent / "ssh-audit"
+    scan = subprocess.run(
+        [str(program), "--no-colors", "--skip-rate-test", "--timeout=15", host_address(host)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert "(gen) banner: SSH-2.0-OpenSSH" in scan.stdout, scan.stdout + scan.stderr  # it really scanned
+    time.sleep(3)  # fail2ban reads the journal within about a second
+    assert _failures(host) == before
 
 
 def test_recidive_bans_every_port_for_a_week(host) -> None:
