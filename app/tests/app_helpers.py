@@ -76,7 +76,7 @@ async def register_and_login(client: httpx.AsyncClient) -> dict[str, str]:
     """A fresh user; returns the Authorization header."""
     credentials = {"email": f"user-{uuid.uuid4().hex[:10]}@example.com", "password": "correct horse 42"}
     response = await client.post("/auth/register", json=credentials)
-    assert response.status_code == 201, response.text
+    assert response.status_code == 202, response.text
     response = await client.post("/auth/login", json=credentials)
     assert response.status_code == 200, response.text
     return {"Authorization": f"Bearer {response.json()['access_token']}"}

@@ -60,6 +60,8 @@ def make_settings(database_url: str, redis_url: str, tmp_path: Path) -> Callable
             "REDIS_URL": redis_url,
             "UPLOAD_DIR": tmp_path / "uploads",
             "RATE_LIMIT_ENABLED": False,
+            # Tests that enable the limits share one Redis: per-account counting only where a test asks.
+            "RATE_LIMIT_LOGIN_ACCOUNT": "10000/hour",
             "EXTRACTION_PROVIDERS": "ocr",
             "JWT_SECRET": "test-secret-" + "x" * 32,
             "LOG_LEVEL": "INFO",

@@ -185,7 +185,7 @@ def test_huge_chunked_bodies_leave_the_process_memory_bounded(
         wait_for_port(port, timeout=30)
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as client:
             credentials = {"email": f"big-{port}@example.com", "password": "correct horse 42"}
-            assert client.post("/auth/register", json=credentials).status_code == 201
+            assert client.post("/auth/register", json=credentials).status_code == 202
             token = client.post("/auth/login", json=credentials).json()["access_token"]
             assert client.get("/health/ready").status_code == 200  # warm: pool, Redis, imports
             before = _rss_kib(server.pid)

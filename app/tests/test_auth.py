@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import threading
+import uuid
 from collections.abc import Callable
 
 import httpx
 import jwt
 import pytest
+from app_helpers import AppFactory
 from sqlalchemy import text
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import create_async_engine
@@ -23,13 +25,9 @@ CREDENTIALS = {"email": "Maria.Silva@Example.com", "password": "s3nha forte dema
 
 async def test_register_login_me(client: httpx.AsyncClient) -> None:
     registered = await client.post("/auth/register", json=CREDENTIALS)
-    assert registered.status_code == 201
-    assert registered.json()["email"] == "maria.silva@example.com"
-    assert "password" not in registered.text
-    assert "hash" not in registered.text
-
-    duplicate = await client.post("/auth/register", json=CREDENTIALS | {"email": "maria.silva@example.com"})
-    assert duplicate.status_code == 409
+    assert registered.status_code == 202
+    assert CREDENTIALS["password"] not in registered.text
+    assert "argon2" not in registered.text
 
     login = await client.post("/auth/login", json=CREDENTIALS)
     assert login.status_code == 200
@@ -38,7 +36,56 @@ async def test_register_login_me(client: httpx.AsyncClient) -> None:
 
     me = await client.get("/auth/me", headers={"Authorization": f"Bearer {token}"})
     assert me.status_code == 200
-    assert me.json()["id"] == registered.json()["id"]
+    assert me.json()["email"] == "maria.silva@example.com"
+
+
+async def test_registering_an_existing_address_looks_like_a_new_one_and_changes_nothing(
+    client: httpx.AsyncClient,
+) -> None:
+    first = {"email": "ana.costa@example.com", "password": "the first password"}
+    new = await client.post("/auth/register", json=first)
+    again = await client.post(
+        "/auth/register", json={"email": "Ana.Costa@Example.com", "password": "an attackers password"}
+    )
+    fresh = await client.post(
+        "/auth/register", json={"email": "nobody.yet@example.com", "password": "p" * 12}
+    )
+    # The caller cannot tell an existing address from a free one: same status, same body.
+    assert new.status_code == again.status_code == fresh.status_code == 202
+    assert new.json() == again.json() == fresh.json()
+    # and the existing account keeps its owner's password.
+    assert (await client.post("/auth/login", json=first)).status_code == 200
+    stolen = {"email": "ana.costa@example.com", "password": "an attackers password"}
+    assert (await client.post("/auth/login", json=stolen)).status_code == 401
+
+
+async def test_failed_logins_to_one_account_from_many_addresses_are_limited(
+    app_client: AppFactory,
+) -> None:
+    """RATE_LIMIT_LOGIN_ACCOUNT counts an account's failed logins whatever the client address: a
+    password-guessing botnet gets 429 on that account, while the owner's other accounts, and other
+    accounts from the same addresses, are unaffected."""
+    victim = {"email": f"victim-{uuid.uuid4().hex[:8]}@example.com", "password": "the right password"}
+    other = {"email": f"other-{uuid.uuid4().hex[:8]}@example.com", "password": "another password"}
+    async with app_client(RATE_LIMIT_ENABLED=True, RATE_LIMIT_LOGIN_ACCOUNT="3/hour") as setup:
+        for credentials in (victim, other):
+            assert (await setup.post("/auth/register", json=credentials)).status_code == 202
+    statuses = []
+    for attempt in range(5):  # each guess from another address: the per-client limit never applies
+        async with app_client(
+            peer=f"198.51.100.{10 + attempt}", RATE_LIMIT_ENABLED=True, RATE_LIMIT_LOGIN_ACCOUNT="3/hour"
+        ) as bot:
+            guess = {"email": victim["email"].upper(), "password": f"guess number {attempt}"}
+            response = await bot.post("/auth/login", json=guess)
+            statuses.append(response.status_code)
+    assert statuses == [401, 401, 401, 429, 429]
+    assert int(response.headers["retry-after"]) > 60  # the hour's window
+    async with app_client(
+        peer="198.51.100.99", RATE_LIMIT_ENABLED=True, RATE_LIMIT_LOGIN_ACCOUNT="3/hour"
+    ) as client:
+        # the right password is refused too while the account is limited (no oracle for guesses)
+        assert (await client.post("/auth/login", json=victim)).status_code == 429
+        assert (await client.post("/auth/login", json=other)).status_code == 200
 
 
 async def test_wrong_password_and_unknown_user_get_the_same_401(client: httpx.AsyncClient) -> None:
@@ -89,7 +136,7 @@ async def test_password_hashing_runs_off_the_event_loop(
 
         monkeypatch.setattr(security, name, spy)
     credentials = {"email": "thread@example.com", "password": "right password"}
-    assert (await client.post("/auth/register", json=credentials)).status_code == 201
+    assert (await client.post("/auth/register", json=credentials)).status_code == 202
     assert (await client.post("/auth/login", json=credentials)).status_code == 200
     assert (await client.post("/auth/login", json={**credentials, "password": "wrong!!!"})).status_code == 401
     assert len(threads) == 3

@@ -5,10 +5,15 @@ from __future__ import annotations
 import uuid
 from datetime import date
 from decimal import Decimal
+from typing import Any
 
 import httpx
+import pytest
+from redis.asyncio import Redis
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
+
+from invoice_service import dashboard_cache
 
 
 async def user_id(client: httpx.AsyncClient, auth: dict[str, str]) -> str:
@@ -103,3 +108,69 @@ async def test_dashboard_cache_hit_and_invalidation(
     after = await client.get("/dashboard/spending", headers=auth)
     assert after.headers["x-cache"] == "miss"
     assert {s["store_name"] for s in after.json()["by_store"]} == {"Mercado C", "Mercado D"}
+
+
+async def test_an_invalidation_while_the_answer_is_computed_is_not_served_stale(
+    client: httpx.AsyncClient, auth: dict[str, str], engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    owner = await user_id(client, auth)
+    await add_invoice(engine, owner, "Mercado E", "2026-04-01", [("Cafe", "15.00")])
+    redis = client.app.state.core.redis  # type: ignore[attr-defined]
+    store = dashboard_cache.put
+
+    async def confirm_meanwhile_then_store(*args: Any, **kwargs: Any) -> None:
+        # Between this request's cache lookup and its store: another invoice is confirmed, and the
+        # confirm invalidates the user's answers (as POST /invoices/{id}/confirm does).
+        await add_invoice(engine, owner, "Mercado F", "2026-04-02", [("Acucar", "6.00")])
+        await dashboard_cache.invalidate(redis, uuid.UUID(owner))
+        await store(*args, **kwargs)
+
+    monkeypatch.setattr(dashboard_cache, "put", confirm_meanwhile_then_store)
+    computed_before = await client.get("/dashboard/spending", headers=auth)
+    monkeypatch.undo()
+    assert computed_before.headers["x-cache"] == "miss"
+    assert {s["store_name"] for s in computed_before.json()["by_store"]} == {"Mercado E"}
+
+    after = await client.get("/dashboard/spending", headers=auth)
+    assert {s["store_name"] for s in after.json()["by_store"]} == {"Mercado E", "Mercado F"}
+    assert after.headers["x-cache"] == "miss"
+    assert (await client.get("/dashboard/spending", headers=auth)).headers["x-cache"] == "hit"
+
+
+async def test_the_cache_stores_under_the_version_read_before_computing(redis_url: str) -> None:
+    redis = Redis.from_url(redis_url)
+    try:
+        owner = uuid.uuid4()
+        lookup = await dashboard_cache.get(redis, 60, owner, "p")
+        assert lookup.value is None
+        await dashboard_cache.invalidate(redis, owner)
+        await dashboard_cache.put(redis, 60, lookup, b"computed before the invalidation")
+        assert (await dashboard_cache.get(redis, 60, owner, "p")).value is None
+        fresh = await dashboard_cache.get(redis, 60, owner, "p")
+        await dashboard_cache.put(redis, 60, fresh, b"current")
+        assert (await dashboard_cache.get(redis, 60, owner, "p")).value == b"current"
+        assert (await dashboard_cache.get(redis, 60, owner, "other params")).value is None
+        await redis.script_flush()  # the lookup script is loaded again when Redis lost it
+        assert (await dashboard_cache.get(redis, 60, owner, "p")).value == b"current"
+        assert (await dashboard_cache.get(redis, 0, owner, "p")).value is None  # TTL 0: cache off
+    finally:
+        await redis.aclose()
+
+
+async def test_a_cache_hit_is_one_redis_round_trip(
+    client: httpx.AsyncClient, auth: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await client.get("/dashboard/spending", headers=auth)
+    redis = client.app.state.core.redis  # type: ignore[attr-defined]
+    commands: list[Any] = []
+    execute = redis.execute_command
+
+    async def counted(*args: Any, **kwargs: Any) -> Any:
+        commands.append(args[0])
+        return await execute(*args, **kwargs)
+
+    monkeypatch.setattr(redis, "execute_command", counted)
+    hit = await client.get("/dashboard/spending", headers=auth)
+    assert hit.headers["x-cache"] == "hit"
+    assert hit.json()["cached"] is True
+    assert commands == ["EVALSHA"]

@@ -88,7 +88,7 @@ async def test_migrations_up_down_up_on_a_fresh_database(pg: PostgresServer) -> 
         assert types == []
         migrate(url, "upgrade", "head")
         assert await _tables(url) == TABLES
-        assert "0002 (head)" in migrate(url, "current").stdout
+        assert "0003 (head)" in migrate(url, "current").stdout
     finally:
         pg.drop_database("migrations_roundtrip")
 

@@ -4,11 +4,15 @@ and what the JSON logs never contain."""
 from __future__ import annotations
 
 import json
+import time
 
 import httpx
 import pytest
 from app_helpers import AppFactory
 from live_servers import free_port
+from redis.asyncio import Redis
+
+from invoice_service import circuit_report
 
 
 async def test_liveness_touches_nothing(app_client: AppFactory, closed_port_url: str) -> None:
@@ -18,13 +22,27 @@ async def test_liveness_touches_nothing(app_client: AppFactory, closed_port_url:
     assert response.json() == {"status": "ok"}
 
 
+async def _command_calls(redis: Redis, command: str) -> int:
+    stats = await redis.info("commandstats")
+    return int(stats.get(f"cmdstat_{command}", {}).get("calls", 0))
+
+
 async def test_ready_when_everything_is_up(client: httpx.AsyncClient) -> None:
+    """Database and Redis up and every reporting worker's circuits closed: "ok", read from one key."""
+    redis = client.app.state.core.redis  # type: ignore[attr-defined]
+    await redis.delete(circuit_report.KEY)
+    await circuit_report.publish(redis, "worker-a", {"ocr": "closed", "openai": "closed"}, 30)
+    scans_before = await _command_calls(redis, "scan")
     response = await client.get("/health/ready")
     assert response.status_code == 200
     body = response.json()
+    assert body["status"] == "ok", body
     assert body["checks"]["database"]["status"] == "ok"
     assert body["checks"]["redis"]["status"] == "ok"
-    assert body["status"] in {"ok", "degraded"}  # degraded only if a worker reported an open circuit
+    assert body["checks"]["providers"] == {"ocr": "closed", "openai": "closed"}
+    assert body["checks"]["workers_reporting"] == 1
+    assert await _command_calls(redis, "scan") == scans_before  # no walk over the keyspace
+    await redis.delete(circuit_report.KEY)
 
 
 async def test_ready_is_503_when_the_database_is_down(app_client: AppFactory, closed_port_url: str) -> None:
@@ -47,17 +65,36 @@ async def test_ready_is_degraded_but_200_when_redis_is_down(app_client: AppFacto
         ).status_code == 401
 
 
-async def test_ready_reports_provider_circuits_published_by_workers(client: httpx.AsyncClient) -> None:
+async def test_ready_reports_the_worst_circuit_per_provider_and_no_worker_names(
+    client: httpx.AsyncClient,
+) -> None:
     redis = client.app.state.core.redis  # type: ignore[attr-defined]
-    await redis.set(
-        "invoice-service:circuits:test-worker", json.dumps({"openai": "open", "ocr": "closed"}), ex=30
-    )
+    await redis.delete(circuit_report.KEY)
+    await circuit_report.publish(redis, "vps-1:4242:abc123", {"openai": "open", "ocr": "closed"}, 30)
+    await circuit_report.publish(redis, "vps-1:4343:def456", {"openai": "closed", "ocr": "closed"}, 30)
+    # a report older than its freshness window (a worker that died without withdrawing) is ignored
+    stale = json.dumps({"at": time.time() - 3600, "states": {"ocr": "open"}})
+    await redis.hset(circuit_report.KEY, "vps-1:99:dead00", stale)
     try:
-        body = (await client.get("/health/ready")).json()
+        response = await client.get("/health/ready")
     finally:
-        await redis.delete("invoice-service:circuits:test-worker")
-    assert body["checks"]["providers"]["test-worker"] == {"openai": "open", "ocr": "closed"}
+        await redis.delete(circuit_report.KEY)
+    body = response.json()
+    assert body["checks"]["providers"] == {"ocr": "closed", "openai": "open"}
+    assert body["checks"]["workers_reporting"] == 2
     assert body["status"] == "degraded"
+    assert "vps-1" not in response.text
+    assert "4242" not in response.text
+
+
+async def test_a_stopped_worker_withdraws_its_report(client: httpx.AsyncClient) -> None:
+    redis = client.app.state.core.redis  # type: ignore[attr-defined]
+    await redis.delete(circuit_report.KEY)
+    await circuit_report.publish(redis, "w1", {"ocr": "open"}, 30)
+    await circuit_report.withdraw(redis, "w1")
+    body = (await client.get("/health/ready")).json()
+    assert body["checks"]["providers"] == "unknown (no worker reported)"
+    assert body["checks"]["workers_reporting"] == 0
 
 
 async def test_metrics_are_prometheus_text(client: httpx.AsyncClient) -> None:

@@ -26,7 +26,10 @@ def api_base_url(
 ) -> Iterator[str]:
     port = free_port()
     log = tmp_path_factory.mktemp("api") / "api.log"
-    env = api_process_env(database_url, redis_url, port, tmp_path_factory.mktemp("uploads"))
+    # The schema is served for the fuzzer only (DOCS_ENABLED); everything else as in production.
+    env = api_process_env(
+        database_url, redis_url, port, tmp_path_factory.mktemp("uploads"), DOCS_ENABLED="true"
+    )
     server = subprocess.Popen(
         [str(Path(sys.executable).parent / "invoice-api")],
         env=env,

@@ -11,8 +11,19 @@ from invoice_service.settings import Settings
 
 
 def engine_options(settings: Settings) -> dict[str, Any]:
-    """Keyword arguments for create_async_engine: a sized pool, or NullPool when DEBUG is on."""
-    options: dict[str, Any] = {"echo": settings.DB_ECHO, "pool_pre_ping": settings.DB_POOL_PRE_PING}
+    """Keyword arguments for create_async_engine: a sized pool, or NullPool when DEBUG is on, and the
+    timeouts of every connection: asyncpg's connect `timeout` (DB_CONNECT_TIMEOUT) and
+    `command_timeout` (DB_COMMAND_TIMEOUT, client side), and PostgreSQL's own `statement_timeout`
+    (DB_STATEMENT_TIMEOUT_MS, set as a startup parameter, so it holds from the first statement)."""
+    options: dict[str, Any] = {
+        "echo": settings.DB_ECHO,
+        "pool_pre_ping": settings.DB_POOL_PRE_PING,
+        "connect_args": {
+            "timeout": settings.DB_CONNECT_TIMEOUT,
+            "command_timeout": settings.DB_COMMAND_TIMEOUT,
+            "server_settings": {"statement_timeout": str(settings.DB_STATEMENT_TIMEOUT_MS)},
+        },
+    }
     if settings.DEBUG:
         options["poolclass"] = NullPool
     else:

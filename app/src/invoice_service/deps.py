@@ -13,6 +13,7 @@ from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from invoice_service.models import User
+from invoice_service.ratelimit import RateLimits
 from invoice_service.security import bearer_user_id
 from invoice_service.settings import Settings
 
@@ -25,14 +26,16 @@ class AppState:
     engine: AsyncEngine
     sessions: async_sessionmaker[AsyncSession]
     redis: Redis | None
+    limits: RateLimits
 
 
-def get_state(request: Request) -> AppState:
-    """The state of the running app."""
+async def get_state(request: Request) -> AppState:
+    """The state of the running app. (async: FastAPI runs a plain `def` dependency in its thread
+    pool, a thread hop per request for an attribute read.)"""
     return request.app.state.core
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     """The app's settings (those create_app was given)."""
     return request.app.state.core.settings
 

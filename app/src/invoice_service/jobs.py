@@ -5,6 +5,11 @@ done | queued again (failed attempt, retried after a backoff) | failed (attempts
 While it works, the worker renews locked_until (heartbeat). A worker that dies (SIGKILL, OOM, host
 reboot) stops renewing; once locked_until has passed, the job is claimable again by any worker, so
 nothing is lost. Every transition is one PostgreSQL transaction; Redis is not involved.
+
+Fencing: a holder is (locked_by, attempts), not locked_by alone. A worker whose lease expired may claim
+the same job again under the same name (attempts + 1) while its first task still runs; every write of
+a holder (heartbeat, result, failed attempt) therefore matches the attempt number it claimed, so a late
+holder can neither renew nor overwrite the current one's row.
 """
 
 from __future__ import annotations
@@ -91,11 +96,12 @@ async def claim(session: AsyncSession, worker: str, lease_seconds: float) -> Cla
 
 
 async def heartbeat(session: AsyncSession, job: ClaimedJob, worker: str, lease_seconds: float) -> bool:
-    """Extend the lease; False when this worker no longer holds the job."""
+    """Extend the lease; False when this claim (worker and attempt) no longer holds the job."""
     result = await session.execute(
         text("""UPDATE jobs SET locked_until = now() + make_interval(secs => :lease)
-                WHERE id = :id AND locked_by = :worker AND status = 'running' RETURNING id"""),
-        {"id": job.id, "worker": worker, "lease": lease_seconds},
+                WHERE id = :id AND locked_by = :worker AND attempts = :attempts AND status = 'running'
+                RETURNING id"""),
+        {"id": job.id, "worker": worker, "attempts": job.attempts, "lease": lease_seconds},
     )
     held = result.first() is not None
     await session.commit()
@@ -122,10 +128,19 @@ async def mark_done(session: AsyncSession, job: ClaimedJob) -> None:
 
 
 async def mark_failed_attempt(
-    session: AsyncSession, job: ClaimedJob, worker: str, error: str, backoff_seconds: float
-) -> JobStatus:
-    """Record a failed attempt: requeue with exponential backoff, or fail job and invoice when exhausted."""
-    final = job.attempts >= job.max_attempts
+    session: AsyncSession,
+    job: ClaimedJob,
+    worker: str,
+    error: str,
+    backoff_seconds: float,
+    *,
+    permanent: bool = False,
+) -> JobStatus | None:
+    """Record a failed attempt: requeue with exponential backoff, or fail job and invoice when the
+    attempts are exhausted or the failure is `permanent` (retrying cannot help). `error` is what users
+    see: a short category, never exception text. Returns the job's new status, or None when this claim
+    no longer holds the job (lease lost: the row belongs to the next holder and is left alone)."""
+    final = permanent or job.attempts >= job.max_attempts
     status = JobStatus.FAILED if final else JobStatus.QUEUED
     delay = backoff_seconds * (2 ** (job.attempts - 1))
     result = await session.execute(
@@ -133,7 +148,8 @@ async def mark_failed_attempt(
                 locked_by = NULL, locked_until = NULL,
                 run_after = now() + make_interval(secs => :delay),
                 finished_at = CASE WHEN :final THEN now() END
-                WHERE id = :id AND locked_by = :worker RETURNING id"""),
+                WHERE id = :id AND locked_by = :worker AND attempts = :attempts AND status = 'running'
+                RETURNING id"""),
         {
             "status": status.value,
             "error": error[:4000],
@@ -141,17 +157,20 @@ async def mark_failed_attempt(
             "final": final,
             "id": job.id,
             "worker": worker,
+            "attempts": job.attempts,
         },
     )
-    if result.first() is not None:
-        await session.execute(
-            text("""UPDATE invoices SET status = :status, extraction_error = :error, updated_at = now()
-                    WHERE id = :id"""),
-            {
-                "status": (InvoiceStatus.FAILED if final else InvoiceStatus.PENDING).value,
-                "error": error[:4000],
-                "id": job.invoice_id,
-            },
-        )
+    if result.first() is None:
+        await session.rollback()
+        return None
+    await session.execute(
+        text("""UPDATE invoices SET status = :status, extraction_error = :error, updated_at = now()
+                WHERE id = :id"""),
+        {
+            "status": (InvoiceStatus.FAILED if final else InvoiceStatus.PENDING).value,
+            "error": error[:4000],
+            "id": job.invoice_id,
+        },
+    )
     await session.commit()
     return status

@@ -29,6 +29,13 @@ from invoice_service.settings import DEFAULT_JWT_SECRET, Settings
 log = structlog.get_logger(__name__)
 
 
+def docs_urls(settings: Settings) -> dict[str, str | None]:
+    """FastAPI's docs, redoc and schema URLs: its defaults where DOCS_ENABLED or DEBUG, else none."""
+    if settings.DOCS_ENABLED or settings.DEBUG:
+        return {}
+    return {"docs_url": None, "redoc_url": None, "openapi_url": None}
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the app for settings (default: from the environment)."""
     settings = settings or Settings()
@@ -45,7 +52,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         engine = create_engine(settings)
         redis = create_redis(settings) if settings.REDIS_URL else None
         app.state.core = AppState(
-            settings=settings, engine=engine, sessions=create_sessionmaker(engine), redis=redis
+            settings=settings,
+            engine=engine,
+            sessions=create_sessionmaker(engine),
+            redis=redis,
+            limits=limits,
         )
         log.info(
             "api_started",
@@ -69,6 +80,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description="Upload receipt photos, get store, date, items and totals extracted, confirm them "
         "and see your spending.",
         lifespan=lifespan,
+        # The interactive docs and the schema only where asked (DOCS_ENABLED) or in development.
+        **docs_urls(settings),
         # Every body is bounded before it is read (bodylimits.py); the upload has its own bound.
         max_body_size=settings.MAX_BODY_BYTES,
     )

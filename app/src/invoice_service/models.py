@@ -79,9 +79,12 @@ class Invoice(Base):
     """One receipt: its photos, what extraction found, and what the user confirmed."""
 
     __tablename__ = "invoices"
+    # The list's keyset order (created_at DESC, id DESC) after its filters (migration 0003): a
+    # backward scan of either index returns a page in order and stops after it, without a sort. The
+    # status index also serves the dashboard (user_id, status = confirmed).
     __table_args__ = (
-        Index("ix_invoices_user_created", "user_id", "created_at"),
-        Index("ix_invoices_user_status_date", "user_id", "status", "purchase_date"),
+        Index("ix_invoices_user_created_id", "user_id", "created_at", "id"),
+        Index("ix_invoices_user_status_created_id", "user_id", "status", "created_at", "id"),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)

@@ -7,11 +7,14 @@ proxy. From any other peer, X-Forwarded-For is ignored, so forging it does not b
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import re
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 import structlog
 from limits import RateLimitItem, parse
@@ -25,6 +28,7 @@ from invoice_service.metrics import RATE_LIMIT_FALLBACK, RATE_LIMITED
 from invoice_service.settings import Settings
 
 log = structlog.get_logger(__name__)
+T = TypeVar("T")
 
 # Endpoints that are never limited: load-balancer and Prometheus probes.
 EXEMPT = frozenset({"/health", "/health/ready", "/metrics"})
@@ -53,6 +57,8 @@ class RateLimits:
             "confirm": Rule("confirm", parse(settings.RATE_LIMIT_CONFIRM)),
             "default": Rule("default", parse(settings.RATE_LIMIT_DEFAULT)),
         }
+        # Counted per account (failed logins), not per client: see account_retry_after.
+        self.account_rule = Rule("login-account", parse(settings.RATE_LIMIT_LOGIN_ACCOUNT))
         timeout = settings.REDIS_TIMEOUT_SECONDS
         # A pool this object owns, so the lifespan can close it (aclose).
         self._pool = ConnectionPool.from_url(
@@ -90,21 +96,55 @@ class RateLimits:
 
     async def hit(self, rule: Rule, client: str) -> int | None:
         """Count one request; None when allowed, else the seconds until the client may retry."""
+        return await self._on_storage(lambda limiter: self._hit(limiter, rule, client))
+
+    async def account_retry_after(self, account: str) -> int | None:
+        """Seconds until a login to this account may be tried again (its failed logins reached
+        RATE_LIMIT_LOGIN_ACCOUNT, from whatever addresses), or None. Counts nothing."""
+        if not self.enabled:
+            return None
+        rule, key = self.account_rule, _account_key(account)
+
+        async def check(limiter: MovingWindowRateLimiter) -> int | None:
+            if await limiter.test(rule.item, rule.name, key):
+                return None
+            return await _retry_after(limiter, rule, key)
+
+        return await self._on_storage(check)
+
+    async def account_failed(self, account: str) -> None:
+        """Count one failed login against the account."""
+        if self.enabled:
+            await self._on_storage(
+                lambda limiter: self._hit(limiter, self.account_rule, _account_key(account))
+            )
+
+    async def _on_storage(self, use: Callable[[MovingWindowRateLimiter], Awaitable[T]]) -> T:
+        """Run `use` on Redis, or on process memory while Redis is unavailable."""
         if self._redis is not None and time.monotonic() >= self._redis_down_until:
             try:
-                return await self._hit(MovingWindowRateLimiter(self._redis), rule, client)
+                return await use(MovingWindowRateLimiter(self._redis))
             except (StorageError, OSError, TimeoutError) as exc:
                 self._redis_down_until = time.monotonic() + REDIS_RETRY_SECONDS
                 RATE_LIMIT_FALLBACK.inc()
                 log.warning("rate_limit_redis_unavailable", error=type(exc).__name__, fallback="memory")
-        return await self._hit(MovingWindowRateLimiter(self._memory), rule, client)
+        return await use(MovingWindowRateLimiter(self._memory))
 
     @staticmethod
     async def _hit(limiter: MovingWindowRateLimiter, rule: Rule, client: str) -> int | None:
         if await limiter.hit(rule.item, rule.name, client):
             return None
-        stats = await limiter.get_window_stats(rule.item, rule.name, client)
-        return max(1, math.ceil(stats.reset_time - time.time()))
+        return await _retry_after(limiter, rule, client)
+
+
+def _account_key(account: str) -> str:
+    """The counter's key for an account: a digest, so Redis never holds e-mail addresses."""
+    return hashlib.sha256(account.strip().lower().encode()).hexdigest()[:32]
+
+
+async def _retry_after(limiter: MovingWindowRateLimiter, rule: Rule, key: str) -> int:
+    stats = await limiter.get_window_stats(rule.item, rule.name, key)
+    return max(1, math.ceil(stats.reset_time - time.time()))
 
 
 class RateLimitMiddleware:

@@ -24,6 +24,12 @@ class Credentials(BaseModel):
     password: str = Field(min_length=8, max_length=128)
 
 
+class RegistrationAccepted(BaseModel):
+    """The answer to every well-formed registration, whether or not the address had an account."""
+
+    detail: str = "Registration accepted: log in with this e-mail address and password."
+
+
 class TokenOut(BaseModel):
     """A bearer token."""
 
@@ -119,12 +125,22 @@ class ConfirmIn(BaseModel):
 
 
 class InvoicePage(BaseModel):
-    """One page of invoices."""
+    """One page of invoices, newest first; follow `next_cursor` for the next one."""
 
     items: list[InvoiceSummary]
-    total: int
-    page: int
+    next_cursor: str | None = Field(
+        description="Opaque: pass it as `cursor` (with the same filters) for the next page; null on "
+        "the last page"
+    )
     page_size: int
+    total: int | None = Field(
+        default=None,
+        description="Invoices matching the filters (whatever the cursor), only when asked with "
+        "`count=true`; counting stops past 10 000 (then `total_capped` is true)",
+    )
+    total_capped: bool = Field(
+        default=False, description="True when there are more matches than `total` (the count stopped)"
+    )
 
 
 class MonthSpending(BaseModel):

@@ -13,7 +13,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import NoDecode, SettingsConfigDict
 
 from invoice_service.extraction.settings import ExtractionSettings
@@ -69,6 +69,25 @@ class Settings(ExtractionSettings):
         default=True, description="Test each connection on checkout, replacing those the server closed."
     )
     DB_ECHO: bool = Field(default=False, description="Log every SQL statement (never in production).")
+    DB_CONNECT_TIMEOUT: float = Field(
+        default=10,
+        gt=0,
+        description="Seconds to establish a PostgreSQL connection (TCP, TLS, authentication) before "
+        "giving up (asyncpg's connect timeout).",
+    )
+    DB_COMMAND_TIMEOUT: float = Field(
+        default=35,
+        gt=0,
+        description="Client-side limit, in seconds, of one statement (asyncpg's command_timeout): the "
+        "backstop for a server that stopped answering. A little above DB_STATEMENT_TIMEOUT_MS, so a "
+        "slow query is normally cancelled by PostgreSQL first and the connection stays usable.",
+    )
+    DB_STATEMENT_TIMEOUT_MS: int = Field(
+        default=30000,
+        ge=0,
+        description="PostgreSQL's statement_timeout of every connection of the pool (milliseconds; 0: "
+        "none): a longer statement is cancelled by the server (QueryCanceled).",
+    )
 
     # --- HTTP server ----------------------------------------------------------------------------
     HOST: str = Field(default="0.0.0.0", description="Address `invoice-api` binds to.")
@@ -103,6 +122,12 @@ class Settings(ExtractionSettings):
     MAX_UPLOAD_FILES: int = Field(
         default=5, ge=1, description="Most photos in one upload (one receipt); more: 422."
     )
+    MAX_USER_STORAGE_BYTES: int = Field(
+        default=500 * 1024 * 1024,
+        ge=0,
+        description="Photos one user may keep stored (bytes, summed over their invoices); an upload "
+        "that would pass it: 413, nothing stored. 0: no quota.",
+    )
 
     # --- Rate limits ----------------------------------------------------------------------------
     RATE_LIMIT_ENABLED: bool = Field(default=True, description="Apply the per-client rate limits below.")
@@ -111,6 +136,11 @@ class Settings(ExtractionSettings):
     RATE_LIMIT_LOGIN: str = Field(default="10/minute", description="POST /auth/login.")
     RATE_LIMIT_UPLOAD: str = Field(default="30/hour", description="POST /invoices/upload.")
     RATE_LIMIT_CONFIRM: str = Field(default="60/hour", description="POST /invoices/{id}/confirm.")
+    RATE_LIMIT_LOGIN_ACCOUNT: str = Field(
+        default="20/hour",
+        description="Failed logins per account (e-mail address), from any number of addresses; beyond "
+        "it the account's logins get 429 until the window passes.",
+    )
 
     # --- Dashboard cache ------------------------------------------------------------------------
     DASHBOARD_CACHE_TTL: int = Field(
@@ -146,22 +176,32 @@ class Settings(ExtractionSettings):
 
     # --- Observability --------------------------------------------------------------------------
     LOG_LEVEL: str = Field(default="INFO", description="Minimum level of the JSON logs.")
+    DOCS_ENABLED: bool = Field(
+        default=False,
+        description="Serve /docs, /redoc and /openapi.json (on with DEBUG). Off in production: the "
+        "schema hands a scanner every route and parameter.",
+    )
+    METRICS_NETWORKS: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["127.0.0.0/8", "::1/128"],
+        description="CIDRs (comma-separated) whose direct requests may read /metrics; from anywhere "
+        "else, or through a proxy (X-Forwarded-For), /metrics answers 404.",
+    )
     PROMETHEUS_MULTIPROC_DIR: Path | None = Field(
         default=None,
         description="Directory shared by the API worker processes for Prometheus multiprocess metrics. "
         "`invoice-api` creates a private one when UVICORN_WORKERS > 1 and this is unset.",
     )
 
-    @field_validator("TRUSTED_PROXY_NETWORKS", "CORS_ORIGINS", mode="before")
+    @field_validator("TRUSTED_PROXY_NETWORKS", "CORS_ORIGINS", "METRICS_NETWORKS", mode="before")
     @classmethod
     def _split_commas(cls, value: object) -> object:
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
 
-    @field_validator("TRUSTED_PROXY_NETWORKS")
+    @field_validator("TRUSTED_PROXY_NETWORKS", "METRICS_NETWORKS")
     @classmethod
-    def _canonical_networks(cls, value: list[str]) -> list[str]:
+    def _canonical_networks(cls, value: list[str], info: ValidationInfo) -> list[str]:
         """Each network in canonical form ("172.30.0.1/16" -> "172.30.0.0/16", "10.0.0.5" ->
         "10.0.0.5/32"): uvicorn's proxy-header middleware takes a CIDR only in that form, and would
         otherwise compare it as a host name and trust nothing."""
@@ -170,7 +210,7 @@ class Settings(ExtractionSettings):
             try:
                 canonical.append(str(ipaddress.ip_network(network, strict=False)))
             except ValueError as exc:
-                raise ValueError(f"TRUSTED_PROXY_NETWORKS: {network!r} is not a CIDR or address") from exc
+                raise ValueError(f"{info.field_name}: {network!r} is not a CIDR or address") from exc
         return canonical
 
     @field_validator("DATABASE_URL")

@@ -6,20 +6,25 @@ of JOB_LEASE_SECONDS, run `build_chain(settings, redis).extract(...)` on every p
 result on the invoice in the transaction that marks the job done. SIGTERM/SIGINT stop claiming and let
 running jobs finish for up to GRACEFUL_SHUTDOWN_SECONDS; a job cut short is retried by the next worker
 once its lease expires.
+
+When a heartbeat finds the lease lost (another claim holds the job: the lease expired while the
+database was unreachable, or this process was frozen), the job's extraction is cancelled at once, so no
+more provider calls are paid for a result that would be thrown away, and nothing is written: the row
+belongs to the new holder. A failed attempt stores only a user-facing `ErrorCategory` in
+jobs.last_error and invoices.extraction_error; the exception itself is logged with the job id.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import os
 import signal
 import socket
 import time
 import uuid
-from decimal import Decimal
-from typing import Any
+from decimal import ROUND_HALF_UP, Decimal
+from typing import Any, NamedTuple
 
 import anyio
 import structlog
@@ -28,19 +33,25 @@ from redis.asyncio import Redis
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from invoice_service import jobs
+from invoice_service import circuit_report, jobs
 from invoice_service.db import create_engine, create_sessionmaker
-from invoice_service.extraction import ExtractionChain, ExtractionFailed, ExtractionResult, build_chain
+from invoice_service.extraction import (
+    ErrorCategory,
+    ExtractedItem,
+    ExtractionChain,
+    ExtractionFailed,
+    ExtractionResult,
+    PhotoMissing,
+    build_chain,
+    user_category,
+)
 from invoice_service.logging import configure_logging
 from invoice_service.metrics import JOB_DURATION, JOBS
-from invoice_service.models import Invoice, InvoiceItem, InvoiceStatus, JobStatus
+from invoice_service.models import Invoice, InvoiceItem, InvoiceStatus, JobStatus, Money, Quantity
 from invoice_service.redis_client import create_redis
 from invoice_service.settings import Settings
 
 log = structlog.get_logger(__name__)
-
-#: Redis key prefix under which each worker publishes its providers' circuit states (for /health/ready).
-CIRCUITS_KEY = "invoice-service:circuits:"
 
 
 def merge_results(results: list[ExtractionResult]) -> dict[str, Any]:
@@ -64,6 +75,75 @@ def merge_results(results: list[ExtractionResult]) -> dict[str, Any]:
         if result.provider not in merged["providers"]:
             merged["providers"].append(result.provider)
     return merged
+
+
+def _fits(value: Decimal, precision: int, scale: int) -> bool:
+    """Whether PostgreSQL stores value in numeric(precision, scale) (it rounds to `scale` places,
+    half away from zero, and refuses what then has more than precision - scale integer digits)."""
+    if not value.is_finite():
+        return False
+    limit = Decimal(10) ** (precision - scale)
+    if abs(value) >= limit:  # checked first: quantizing a huge value would overflow the context
+        return False
+    return abs(value.quantize(Decimal(1).scaleb(-scale), rounding=ROUND_HALF_UP)) < limit
+
+
+def _money(value: Decimal | None, where: str, dropped: list[str]) -> Decimal | None:
+    if value is None or _fits(value, Money.precision, Money.scale):
+        return value
+    dropped.append(where)
+    return None
+
+
+def _text(value: str | None) -> str | None:
+    return None if value is None else value.replace("\x00", "")
+
+
+class BoundedItem(NamedTuple):
+    """An item as the invoice_items columns take it."""
+
+    description: str
+    quantity: Decimal
+    unit_price: Decimal | None
+    total: Decimal | None
+
+
+def bound_to_columns(merged: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """The merged extraction with every value made storable; returns it and the fields dropped.
+
+    The one check between what a provider answered (or the cache kept) and the database write, so a
+    value the columns cannot hold is an extraction problem, not a failed job: before it, a total of
+    10^11 made the INSERT fail, the job failed, and every retry failed the same way on the cached
+    result. Chosen: keep the rest of the receipt and leave the bad field empty, for the user to fill in
+    when confirming (the invoice's extraction_error says so), rather than discarding the provider's
+    whole answer. Money (totals, prices) must fit numeric(12,2) and quantities numeric(12,3), as in
+    `invoice_service.models`: out of range (or not finite) money becomes None, a quantity 1 (the
+    column's default: it is not nullable). NUL characters, which PostgreSQL text cannot hold, are
+    removed from texts; descriptions are cut to the column's 255 characters.
+    """
+    dropped: list[str] = []
+    items: list[BoundedItem] = []
+    extracted: list[ExtractedItem] = merged["items"]
+    for position, item in enumerate(extracted):
+        quantity = item.quantity or Decimal(1)
+        if not _fits(quantity, Quantity.precision, Quantity.scale):
+            dropped.append(f"items[{position}].quantity")
+            quantity = Decimal(1)
+        items.append(
+            BoundedItem(
+                description=(_text(item.description) or "")[:255],
+                quantity=quantity,
+                unit_price=_money(item.unit_price, f"items[{position}].unit_price", dropped),
+                total=_money(item.total, f"items[{position}].total", dropped),
+            )
+        )
+    bounded = merged | {
+        "store_name": _text(merged["store_name"]),
+        "store_tax_id": _text(merged["store_tax_id"]),
+        "total": _money(merged["total"], "total", dropped),
+        "items": items,
+    }
+    return bounded, dropped
 
 
 class Worker:
@@ -131,43 +211,82 @@ class Worker:
         if self.redis is None:
             return
         with contextlib.suppress(Exception):
-            await self.redis.set(
-                CIRCUITS_KEY + self.name,
-                json.dumps(self.chain.circuit_states()),
-                ex=max(10, int(self.settings.WORKER_POLL_SECONDS * 10)),
+            await circuit_report.publish(
+                self.redis,
+                self.name,
+                self.chain.circuit_states(),
+                circuit_report.fresh_seconds(self.settings.WORKER_POLL_SECONDS),
             )
 
-    async def _heartbeat(self, job: jobs.ClaimedJob) -> None:
+    async def _heartbeat(
+        self, job: jobs.ClaimedJob, extraction: asyncio.Task[Any], lease_lost: asyncio.Event
+    ) -> None:
+        """Renew the lease every third of it; when it is lost, cancel the job's extraction."""
         interval = self.settings.JOB_LEASE_SECONDS / 3
         while True:
             await asyncio.sleep(interval)
             try:
                 async with self.sessions() as session:
                     held = await jobs.heartbeat(session, job, self.name, self.settings.JOB_LEASE_SECONDS)
-                if not held:
-                    log.warning("job_lease_lost", job_id=str(job.id))
-                    return
             except Exception as exc:
-                log.warning("job_heartbeat_failed", job_id=str(job.id), error=str(exc))
+                log.warning(
+                    "job_heartbeat_failed", job_id=str(job.id), error=str(exc), error_type=type(exc).__name__
+                )
+                continue
+            if not held:
+                lease_lost.set()
+                log.warning(
+                    "job_lease_lost",
+                    job_id=str(job.id),
+                    attempt=job.attempts,
+                    extraction_cancelled=not extraction.done(),
+                )
+                extraction.cancel()
+                return
+
+    async def _extract(self, job: jobs.ClaimedJob) -> list[ExtractionResult] | None:
+        """Every photo of the job's invoice through the chain; None when the invoice is gone."""
+        async with self.sessions() as session:
+            images = (
+                await session.execute(select(Invoice.images).where(Invoice.id == job.invoice_id))
+            ).scalar_one_or_none()
+        if images is None:  # invoice deleted meanwhile; the job row went with it (cascade)
+            return None
+        results = []
+        for position, image in enumerate(images):
+            try:
+                data = await anyio.Path(image["path"]).read_bytes()
+            except FileNotFoundError as exc:
+                raise PhotoMissing(f"photo {position} of the invoice: {exc}") from exc
+            results.append(await self.chain.extract(data, image["content_type"]))
+        return results
 
     async def _process(self, job: jobs.ClaimedJob) -> None:
         bound = log.bind(job_id=str(job.id), invoice_id=str(job.invoice_id), attempt=job.attempts)
         bound.info("job_started", max_attempts=job.max_attempts)
         started = time.monotonic()
-        heartbeat = asyncio.create_task(self._heartbeat(job))
+        lease_lost = asyncio.Event()
+        extraction = asyncio.create_task(self._extract(job))
+        heartbeat = asyncio.create_task(self._heartbeat(job, extraction, lease_lost))
         try:
-            async with self.sessions() as session:
-                images = (
-                    await session.execute(select(Invoice.images).where(Invoice.id == job.invoice_id))
-                ).scalar_one_or_none()
-            if images is None:  # invoice deleted meanwhile; the job row went with it (cascade)
+            try:
+                results = await extraction
+            except asyncio.CancelledError:
+                current = asyncio.current_task()
+                if lease_lost.is_set() and (current is None or not current.cancelling()):
+                    JOBS.labels(outcome="lost").inc()
+                    bound.warning("job_result_discarded", reason="lease lost: extraction cancelled")
+                    return
+                raise
+            if results is None:
                 bound.info("job_invoice_gone")
                 return
-            results = []
-            for image in images:
-                data = await anyio.Path(image["path"]).read_bytes()
-                results.append(await self.chain.extract(data, image["content_type"]))
-            await self._store(job, merge_results(results))
+            merged, dropped = bound_to_columns(merge_results(results))
+            if dropped:
+                bound.warning("job_values_out_of_range", fields=dropped, note="left empty")
+            if not await self._store(job, merged, ErrorCategory.VALUES_OUT_OF_RANGE if dropped else None):
+                JOBS.labels(outcome="lost").inc()
+                return
             JOBS.labels(outcome="done").inc()
             bound.info(
                 "job_done",
@@ -178,40 +297,75 @@ class Worker:
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            error = f"{type(exc).__name__}: {exc}" if not isinstance(exc, ExtractionFailed) else str(exc)
-            async with self.sessions() as session:
-                status = await jobs.mark_failed_attempt(
-                    session, job, self.name, error, self.settings.JOB_RETRY_BACKOFF_SECONDS
-                )
-            JOBS.labels(outcome="failed" if status == JobStatus.FAILED else "retry").inc()
-            bound.warning(
-                "job_attempt_failed",
-                error=error,
-                next=status.value,
-                duration_s=round(time.monotonic() - started, 3),
-            )
+            await self._record_failure(job, exc, bound, started)
         finally:
             heartbeat.cancel()
+            extraction.cancel()
             JOB_DURATION.observe(time.monotonic() - started)
 
-    async def _store(self, job: jobs.ClaimedJob, merged: dict[str, Any]) -> None:
+    async def _record_failure(self, job: jobs.ClaimedJob, exc: Exception, bound: Any, started: float) -> None:
+        """Store the failed attempt under its user-facing category; log the exception in full."""
+        # An extraction no provider could read fails at once: another attempt would give the same answer.
+        permanent = isinstance(exc, ExtractionFailed) and not exc.retryable
+        category = user_category(exc, final=permanent or job.attempts >= job.max_attempts)
+        try:
+            async with self.sessions() as session:
+                status = await jobs.mark_failed_attempt(
+                    session,
+                    job,
+                    self.name,
+                    category.value,
+                    self.settings.JOB_RETRY_BACKOFF_SECONDS,
+                    permanent=permanent,
+                )
+        except Exception as record_exc:  # the database is down: the lease expires, the job is retried
+            JOBS.labels(outcome="lost").inc()
+            bound.error(
+                "job_failure_not_recorded",
+                category=category.value,
+                error_type=type(exc).__name__,
+                error=str(exc),
+                record_error=str(record_exc),
+                record_error_type=type(record_exc).__name__,
+            )
+            return
+        outcomes = {None: "lost", JobStatus.FAILED: "failed", JobStatus.QUEUED: "retry"}
+        JOBS.labels(outcome=outcomes[status]).inc()
+        detail: dict[str, Any] = {
+            "category": category.value,
+            "error_type": type(exc).__name__,
+            "error": str(exc),
+            "next": status.value if status is not None else "lease lost: not recorded",
+            "duration_s": round(time.monotonic() - started, 3),
+        }
+        if isinstance(exc, ExtractionFailed):
+            bound.warning("job_attempt_failed", provider_errors=exc.errors, **detail)
+        elif category is ErrorCategory.PHOTO_MISSING:
+            bound.warning("job_attempt_failed", **detail)
+        else:  # a bug or the database: keep the traceback
+            bound.error("job_attempt_failed", exc_info=exc, **detail)
+
+    async def _store(self, job: jobs.ClaimedJob, merged: dict[str, Any], note: ErrorCategory | None) -> bool:
+        """Write the result and finish the job in one transaction, only while this claim holds the
+        lease; False when the result was discarded (lease lost, or the invoice deleted)."""
         async with self.sessions() as session:
             if not await jobs.still_held(session, job, self.name):
                 log.warning("job_result_discarded", job_id=str(job.id), reason="lease lost to another worker")
                 await session.rollback()
-                return
+                return False
             invoice = await session.get(Invoice, job.invoice_id)
             if invoice is None:
                 await session.rollback()
-                return
+                return False
             await session.execute(delete(InvoiceItem).where(InvoiceItem.invoice_id == invoice.id))
-            for position, item in enumerate(merged["items"]):
+            items: list[BoundedItem] = merged["items"]
+            for position, item in enumerate(items):
                 session.add(
                     InvoiceItem(
                         invoice_id=invoice.id,
                         position=position,
-                        description=item.description[:255],
-                        quantity=item.quantity or Decimal(1),
+                        description=item.description,
+                        quantity=item.quantity,
                         unit_price=item.unit_price,
                         total=item.total,
                     )
@@ -221,10 +375,11 @@ class Worker:
             invoice.purchase_date = merged["purchase_date"]
             invoice.total = merged["total"]
             invoice.provider = ",".join(merged["providers"])[:64]
-            invoice.extraction_error = None
+            invoice.extraction_error = note.value if note is not None else None
             invoice.status = InvoiceStatus.EXTRACTED
             await jobs.mark_done(session, job)
             await session.commit()
+            return True
 
 
 async def run_worker(settings: Settings) -> None:
@@ -241,6 +396,8 @@ async def run_worker(settings: Settings) -> None:
     finally:
         await chain.aclose()
         if redis is not None:
+            with contextlib.suppress(Exception):
+                await circuit_report.withdraw(redis, worker.name)
             await redis.aclose()
         await engine.dispose()
         log.info("worker_stopped", worker=worker.name)

@@ -63,7 +63,7 @@ class Client:
         credentials = json.dumps({"email": email, "password": password}).encode()
         json_header = {"Content-Type": "application/json"}
         status, body = _call(container, "POST", f"{base}/auth/register", credentials, json_header)
-        assert status == 201, body
+        assert status == 202, body
         status, body = _call(container, "POST", f"{base}/auth/login", credentials, json_header)
         assert status == 200, body
         self.auth = {"Authorization": f"Bearer {body['access_token']}"}

@@ -8,17 +8,26 @@ timeouts, retries, circuit breakers, fallback and a Redis cache.
 """
 
 from invoice_service.extraction.chain import ExtractionChain, RetryPolicy, build_chain
-from invoice_service.extraction.errors import ExtractionFailed, ProviderFailure
+from invoice_service.extraction.errors import (
+    ErrorCategory,
+    ExtractionFailed,
+    PhotoMissing,
+    ProviderFailure,
+    user_category,
+)
 from invoice_service.extraction.models import ExtractedItem, ExtractionResult
 from invoice_service.extraction.settings import ExtractionSettings
 
 __all__ = [
+    "ErrorCategory",
     "ExtractedItem",
     "ExtractionChain",
     "ExtractionFailed",
     "ExtractionResult",
     "ExtractionSettings",
+    "PhotoMissing",
     "ProviderFailure",
     "RetryPolicy",
     "build_chain",
+    "user_category",
 ]

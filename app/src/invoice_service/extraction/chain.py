@@ -256,6 +256,8 @@ def build_chain(settings: ExtractionSettings, redis: Redis | None) -> Extraction
                     languages=settings.OCR_LANGUAGES,
                     command=settings.OCR_TESSERACT_CMD,
                     max_concurrency=settings.OCR_MAX_CONCURRENCY,
+                    max_pixels=settings.OCR_MAX_PIXELS,
+                    niceness=settings.OCR_NICENESS,
                 )
             )
         elif (provider := _llm_provider(settings, name)) is not None:

@@ -3,10 +3,15 @@
 A provider raises a `ProviderError` subclass; the chain decides from the class whether to retry
 (`retryable`: timeouts and connection errors only) and whether the failure says the provider is
 unhealthy (`trips_circuit`). `ExtractionFailed` is what callers of the chain see.
+
+What USERS see of a failure is only an `ErrorCategory` (`user_category`): a short, stable text stored in
+jobs.last_error and invoices.extraction_error. Exception messages can carry SQL text and parameters,
+file paths or a provider's response body; they go to the logs (with the job id), never to users.
 """
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass
 
 
@@ -109,3 +114,42 @@ class ExtractionFailed(Exception):
         """Trying again later may succeed: some provider failed for a transient reason (timeout,
         connection, HTTP error, open circuit), not because the image is unreadable."""
         return any(f.retryable for f in self.failures)
+
+
+class PhotoMissing(Exception):
+    """A photo of the invoice is not where the upload stored it (file deleted, volume not mounted)."""
+
+
+class ErrorCategory(enum.StrEnum):
+    """The user-facing reason of a failed extraction attempt (or a note on a partial extraction).
+
+    The values are what the API shows (jobs.last_error, invoices.extraction_error): keep them short and
+    stable, and never put exception text in them.
+    """
+
+    #: Every provider answered about this photo and none could read it (unreadable image, the image
+    #: refused with a 4xx): trying again cannot help, so the job is failed at once.
+    UNREADABLE = "extraction failed: no provider could read the photo"
+    #: Some provider failed for a transient reason (timeout, connection, 5xx, open circuit); the job is
+    #: queued again.
+    TEMPORARY = "extraction failed: temporary error, will retry"
+    #: The same, on the job's last attempt: nothing more will be tried.
+    UNAVAILABLE = "extraction failed: providers unavailable"
+    #: A photo of the invoice is missing from the upload volume.
+    PHOTO_MISSING = "photo missing"
+    #: Anything else (database errors, bugs): the detail is in the worker's log under the job id.
+    INTERNAL = "internal error"
+    #: Not a failure: the invoice was extracted, but values that do not fit the database columns
+    #: (e.g. a total of 10^11) were left empty for the user to fill in.
+    VALUES_OUT_OF_RANGE = "extracted with problems: values out of range were left empty"
+
+
+def user_category(exc: BaseException, *, final: bool) -> ErrorCategory:
+    """The category users see for an attempt that raised `exc`; `final` says no attempt follows."""
+    if isinstance(exc, ExtractionFailed):
+        if not exc.retryable:
+            return ErrorCategory.UNREADABLE
+        return ErrorCategory.UNAVAILABLE if final else ErrorCategory.TEMPORARY
+    if isinstance(exc, PhotoMissing):
+        return ErrorCategory.PHOTO_MISSING
+    return ErrorCategory.INTERNAL

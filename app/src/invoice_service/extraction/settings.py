@@ -113,10 +113,27 @@ class ExtractionSettings(BaseSettings):
         default="tesseract", min_length=1, description="The tesseract executable (name on PATH or path)."
     )
     OCR_MAX_CONCURRENCY: int = Field(
-        default=2,
+        default=1,
         ge=1,
-        description="Tesseract processes one service process runs at once (CPU-bound: about one per "
-        "vCPU); further photos wait, and the wait counts against LLM_TIMEOUT_SECONDS.",
+        description="Photos one service process decodes and OCRs at once (a semaphore around both; each "
+        "takes a whole vCPU). 1 leaves the other vCPU of a 2-vCPU host to the API and PostgreSQL; "
+        "further photos wait, and the wait counts against LLM_TIMEOUT_SECONDS.",
+    )
+    OCR_MAX_PIXELS: int = Field(
+        default=12_000_000,
+        ge=100_000,
+        description="Most pixels a photo is decoded to for OCR: a larger JPEG is decoded at 1/2, 1/4 or "
+        "1/8 scale (no full-size decode), anything still larger is downscaled to fit. A photo that "
+        "would decode to more than twice this (a PNG/WebP, which cannot be decoded at reduced scale, "
+        "or a decompression bomb) is refused as unreadable before it is decoded.",
+    )
+    OCR_NICENESS: int = Field(
+        default=10,
+        ge=0,
+        le=19,
+        description="Scheduling niceness of the tesseract processes and of the threads that decode "
+        "photos for them (0: unchanged), so OCR yields the CPU to the API. Never lowered below the "
+        "worker's own niceness.",
     )
 
     @field_validator("EXTRACTION_PROVIDERS")

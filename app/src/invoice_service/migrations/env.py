@@ -27,7 +27,11 @@ def _run(connection: Connection) -> None:
 
 async def _run_online() -> None:
     settings = Settings(DATABASE_URL=_url(), DEBUG=True)  # DEBUG: NullPool, one short-lived connection
-    engine = create_engine(settings)
+    # No statement or command timeout: an index build on a big table may take longer than a request.
+    engine = create_engine(
+        settings,
+        connect_args={"timeout": settings.DB_CONNECT_TIMEOUT, "server_settings": {"statement_timeout": "0"}},
+    )
     async with engine.connect() as connection:
         await connection.run_sync(_run)
     await engine.dispose()

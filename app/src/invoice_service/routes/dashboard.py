@@ -30,9 +30,11 @@ async def spending(
     as soon as one of the user's invoices is confirmed or deleted."""
     params = f"{date_from}|{date_to}|{top}"
     ttl = state.settings.DASHBOARD_CACHE_TTL
-    cached = await dashboard_cache.get(state.redis, ttl, user.id, params)
-    if cached is not None:
-        return Response(content=cached, media_type="application/json", headers={"X-Cache": "hit"})
+    # The version is read here, once, BEFORE the queries: the answer is stored under it, so an
+    # invalidation during the computation makes it unreachable instead of serving it as current.
+    lookup = await dashboard_cache.get(state.redis, ttl, user.id, params)
+    if lookup.value is not None:
+        return Response(content=lookup.value, media_type="application/json", headers={"X-Cache": "hit"})
 
     day = func.coalesce(Invoice.purchase_date, cast(Invoice.created_at, Date))
     conditions = [Invoice.user_id == user.id, Invoice.status == InvoiceStatus.CONFIRMED]
@@ -77,11 +79,7 @@ async def spending(
         top_items=[ItemSpending(description=d, total=t, quantity=q, purchases=n) for d, t, q, n in items],
     )
     body = answer.model_dump_json().encode()
-    await dashboard_cache.put(
-        state.redis,
-        ttl,
-        user.id,
-        params,
-        answer.model_copy(update={"cached": True}).model_dump_json().encode(),
-    )
+    if lookup.key is not None:
+        answer.cached = True
+        await dashboard_cache.put(state.redis, ttl, lookup, answer.model_dump_json().encode())
     return Response(content=body, media_type="application/json", headers={"X-Cache": "miss"})

@@ -4,20 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
+import ipaddress
 import time
 from typing import Any
 
 import structlog
-from fastapi import APIRouter, Response, status
+from fastapi import APIRouter, Request, Response, status
 from fastapi.responses import JSONResponse
-from redis.asyncio import Redis
 from sqlalchemy import text
 
-from invoice_service import __version__
+from invoice_service import __version__, circuit_report
 from invoice_service.deps import StateDep
 from invoice_service.metrics import render_metrics
-from invoice_service.worker import CIRCUITS_KEY
 
 router = APIRouter(tags=["health"])
 log = structlog.get_logger(__name__)
@@ -41,24 +39,14 @@ async def _timed(check: Any) -> tuple[bool, float, str | None]:
     return True, time.perf_counter() - started, None
 
 
-async def _circuits(redis: Redis) -> dict[str, dict[str, str]]:
-    """Provider circuit states published by the running workers (worker -> provider -> state)."""
-    workers: dict[str, dict[str, str]] = {}
-    async for key in redis.scan_iter(match=CIRCUITS_KEY + "*", count=100):
-        raw = await redis.get(key)
-        if raw:
-            name = key.decode() if isinstance(key, bytes) else str(key)
-            workers[name.removeprefix(CIRCUITS_KEY)] = json.loads(raw)
-    return workers
-
-
 @router.get(
     "/health/ready",
     responses={503: {"description": "The database is unreachable: do not route traffic here"}},
 )
 async def ready(state: StateDep) -> JSONResponse:
     """Readiness: database (required: 503 when down), Redis (optional: "degraded" but 200 when down)
-    and the circuit states of the extraction providers as the workers last reported them."""
+    and one circuit state per extraction provider as the workers last reported them (one Redis key;
+    no worker names)."""
 
     async def database() -> None:
         async with state.engine.connect() as connection:
@@ -81,15 +69,21 @@ async def ready(state: StateDep) -> JSONResponse:
         }
         if redis_error:
             checks["redis"]["error"] = redis_error
-    providers: dict[str, Any] = {}
+    report = circuit_report.Report(providers={}, workers=0)
     if redis_ok and state.redis is not None:
         with contextlib.suppress(Exception):
-            providers = await asyncio.wait_for(_circuits(state.redis), CHECK_TIMEOUT_SECONDS)
-    checks["providers"] = providers or "unknown (no worker reported)"
+            report = await asyncio.wait_for(
+                circuit_report.read(
+                    state.redis, circuit_report.fresh_seconds(state.settings.WORKER_POLL_SECONDS)
+                ),
+                CHECK_TIMEOUT_SECONDS,
+            )
+    checks["providers"] = report.providers or "unknown (no worker reported)"
+    checks["workers_reporting"] = report.workers
 
     if not db_ok:
         overall, code = "unavailable", status.HTTP_503_SERVICE_UNAVAILABLE
-    elif not redis_ok or any(s != "closed" for w in providers.values() for s in w.values()):
+    elif not redis_ok or report.degraded:
         overall, code = "degraded", status.HTTP_200_OK
     else:
         overall, code = "ok", status.HTTP_200_OK
@@ -103,8 +97,23 @@ async def ready(state: StateDep) -> JSONResponse:
     return JSONResponse({"status": overall, "version": __version__, "checks": checks}, status_code=code)
 
 
-@router.get("/metrics", response_class=Response)
-async def metrics() -> Response:
-    """Prometheus exposition (every API process's values when PROMETHEUS_MULTIPROC_DIR is set)."""
+def metrics_allowed(request: Request, networks: list[str]) -> bool:
+    """Whether this request may read /metrics: sent directly (no proxy on the way: a proxied request
+    carries X-Forwarded-For, and its client is the outside caller) from one of `networks`."""
+    if request.headers.get("x-forwarded-for") or request.client is None:
+        return False
+    try:
+        address = ipaddress.ip_address(request.client.host)
+    except ValueError:
+        return False
+    return any(address in ipaddress.ip_network(network) for network in networks)
+
+
+@router.get("/metrics", response_class=Response, include_in_schema=False)
+async def metrics(request: Request, state: StateDep) -> Response:
+    """Prometheus exposition (every API process's values when PROMETHEUS_MULTIPROC_DIR is set), for
+    the host's own scrapers only (METRICS_NETWORKS); anyone else gets the 404 of an unknown path."""
+    if not metrics_allowed(request, state.settings.METRICS_NETWORKS):
+        return JSONResponse({"detail": "Not Found"}, status_code=status.HTTP_404_NOT_FOUND)
     body, content_type = render_metrics()
     return Response(content=body, media_type=content_type)
