@@ -169,6 +169,20 @@ def test_sandbox_renders_without_acme_or_dashboard(rendered: Rendered) -> None:
     assert _dynamic(rendered, "local") == ["dynamic/middlewares.yml"]
 
 
+@pytest.mark.parametrize("inventory", INVENTORIES)
+def test_the_edge_refuses_bodies_longer_than_the_apis_largest_upload(
+    rendered: Rendered, inventory: str
+) -> None:
+    """Every router on websecure goes through the chain, and the chain through the buffering
+    middleware: 5 photos of 10 MiB and 64 KiB of framing pass, one byte more is a 413 at the edge."""
+    middlewares = _load(rendered, inventory, "dynamic/middlewares.yml")["http"]["middlewares"]
+    assert "body-limit" in middlewares["edge"]["chain"]["middlewares"]
+    assert middlewares["body-limit"]["buffering"] == {
+        "maxRequestBodyBytes": 5 * 10 * 1024 * 1024 + 65536,
+        "memRequestBodyBytes": 1024 * 1024,
+    }
+
+
 def test_every_dynamic_template_the_role_writes_is_rendered() -> None:
     """render.yml renders every template of the dynamic directory; config.yml must write no other."""
     tasks = yaml.safe_load((ROOT / "roles" / "traefik" / "tasks" / "config.yml").read_text())

@@ -139,6 +139,11 @@ def test_group_vars_wire_the_roles_together(inventory: str, host: str) -> None:
         "app_traefik_network": "edge",
         "app_traefik_container": "traefik",
         "ssh_hardening_deploy_user": "deploy",
+        # Only the edge network is a trusted proxy; the edge's body limit is the API's upload bound.
+        "app_trusted_proxy_networks": ["172.30.255.0/24"],
+        "app_metrics_networks": ["127.0.0.0/8", "172.30.255.0/24"],
+        "traefik_network_subnet": "172.30.255.0/24",
+        "traefik_max_request_body_bytes": 5 * 10 * 1024 * 1024 + 65536,
     }
     resolved = resolve(inventory, host, "[" + ", ".join(wired) + "]")
     assert dict(zip(wired, resolved, strict=True)) == wired
@@ -146,8 +151,17 @@ def test_group_vars_wire_the_roles_together(inventory: str, host: str) -> None:
     moved = resolve(
         inventory,
         host,
-        "[monitoring_api_url, ssh_hardening_deploy_user, monitoring_tls_domain, backup_database]",
+        "[monitoring_api_url, ssh_hardening_deploy_user, monitoring_tls_domain, backup_database,"
+        " app_trusted_proxy_networks, traefik_max_request_body_bytes]",
         "-e",
-        "app_local_port=8100 base_deploy_user=ops app_domain=api.invoices.test postgres_app_database=billing",
+        "app_local_port=8100 base_deploy_user=ops app_domain=api.invoices.test postgres_app_database=billing"
+        " traefik_network_subnet=172.30.200.0/24 app_max_upload_files=2",
     )
-    assert moved == ["http://127.0.0.1:8100/health/ready", "ops", "api.invoices.test", "billing"]
+    assert moved == [
+        "http://127.0.0.1:8100/health/ready",
+        "ops",
+        "api.invoices.test",
+        "billing",
+        ["172.30.200.0/24"],
+        2 * 10 * 1024 * 1024 + 65536,
+    ]

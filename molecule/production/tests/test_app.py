@@ -115,6 +115,56 @@ def test_monitoring_probes_the_api_on_its_loopback_port(host) -> None:
     assert run.stdout.startswith("PASS api       http://127.0.0.1:8000/health/ready answered 200"), run.stdout
 
 
+def _status(host, url: str, headers: dict[str, str] | None = None) -> int:
+    """The HTTP status of a GET from the host itself (0: nothing answered)."""
+    script = (
+        "import json, sys, urllib.error, urllib.request\n"
+        "request = urllib.request.Request(sys.argv[1], headers=json.loads(sys.argv[2]))\n"
+        "try:\n    print(urllib.request.urlopen(request, timeout=5).status)\n"
+        "except urllib.error.HTTPError as error:\n    print(error.code)\n"
+    )
+    run = host.run("python3 -c %s %s %s", script, url, json.dumps(headers or {}))
+    return int(run.stdout.strip()) if run.rc == 0 else 0
+
+
+def test_the_api_trusts_the_edge_network_alone(host) -> None:
+    """X-Forwarded-For is believed from Traefik's network only (its subnet fixed inside the Docker
+    pool), not from any container of the pool."""
+    edge = json.loads(host.check_output("docker network inspect edge"))[0]
+    assert [c["Subnet"] for c in edge["IPAM"]["Config"]] == ["172.30.255.0/24"]
+    content = host.file(f"{CURRENT}/app.env").content_string
+    assert "TRUSTED_PROXY_NETWORKS='172.30.255.0/24'\n" in content
+    assert "FORWARDED_ALLOW_IPS='172.30.255.0/24'\n" in content
+
+
+def test_metrics_answer_the_hosts_probes_and_nothing_proxied(host) -> None:
+    """The host's own scrapers read /metrics on the loopback port (through the edge network's
+    gateway); a request that came through a proxy (X-Forwarded-For) gets the 404 of an unknown path,
+    and the API docs and schema are off in production."""
+    base = "http://127.0.0.1:8000"
+    assert _status(host, f"{base}/metrics") == 200
+    assert _status(host, f"{base}/metrics", {"X-Forwarded-For": "203.0.113.9"}) == 404
+    assert [_status(host, f"{base}{path}") for path in ("/docs", "/redoc", "/openapi.json")] == [404] * 3
+
+
+def test_the_api_spools_request_bodies_on_disk_not_in_ram(host) -> None:
+    """Multipart parts over 1 MiB are spooled to TMPDIR: the spool directory on the host's disk, not
+    the container's /tmp (a tmpfs counted against the API's memory limit)."""
+    script = (
+        "import os, tempfile\n"
+        "d = tempfile.gettempdir()\n"
+        "mounts = {line.split()[1]: line.split()[2] for line in open('/proc/mounts')}\n"
+        "with tempfile.TemporaryFile() as f: f.write(b'x')\n"
+        "print(d, mounts.get(d, '?'), mounts.get('/tmp', '?'))\n"
+    )
+    spool, fstype, tmp_fstype = host.check_output("docker exec %s python3 -c %s", API, script).split()
+    assert spool == "/var/lib/invoice-service/spool"
+    assert fstype != "tmpfs"
+    assert tmp_fstype == "tmpfs"  # /tmp stays a small tmpfs; nothing large is written there
+    spool_dir = host.file("/srv/invoice-service/spool")
+    assert (spool_dir.uid, spool_dir.gid, spool_dir.mode) == (10001, 10001, 0o750)
+
+
 def test_traefik_labels_route_the_domain_on_websecure(host) -> None:
     labels = _inspect(host, API)["Config"]["Labels"]
     router = "traefik.http.routers.invoice-service"

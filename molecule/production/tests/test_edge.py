@@ -139,3 +139,23 @@ def test_the_edge_rate_limit_answers_429(edge: str) -> None:
     )
     codes = from_sibling_on(NETWORK, f'python3 -c "{burst}"').split()
     assert "429" in codes, f"no 429 among {len(codes)} requests: {sorted(set(codes))}"
+
+
+def test_the_edge_refuses_a_body_longer_than_the_largest_upload(host, edge: str) -> None:
+    """traefik_max_request_body_bytes (the API's upload bound): one KiB more is answered 413 by
+    Traefik itself (its plain-text body, not the API's JSON), before the API reads any of it."""
+    limit = int(resolve(host, "traefik_max_request_body_bytes"))
+    assert limit == 5 * 10 * 1024 * 1024 + 65536
+    post = (
+        "import http.client, ssl\n"
+        "context = ssl.create_default_context(); context.check_hostname = False;"
+        " context.verify_mode = ssl.CERT_NONE\n"
+        f"c = http.client.HTTPSConnection('{edge}', 443, timeout=60, context=context)\n"
+        f"c.request('POST', '/invoices/upload', body=b'x' * {limit + 1024},"
+        f" headers={{'Host': '{DOMAIN}', 'Content-Type': 'application/octet-stream'}})\n"
+        "r = c.getresponse(); r.read()\n"
+        "print(r.status, r.getheader('Content-Type'))\n"
+    )
+    status, content_type = from_sibling_on(NETWORK, f'python3 -c "{post}"').split()[-2:]
+    assert status == "413"
+    assert not content_type.startswith("application/json")  # Traefik's answer, not the API's
