@@ -17,6 +17,7 @@ import os
 import random
 import re
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -106,6 +107,21 @@ class Result:
     server_p99_ms: float = 0.0
     api_cpu_ms: float = 0.0
     db_cpu_ms: float = 0.0
+
+
+def median_result(results: list[Result]) -> Result:
+    """Each figure's median across rounds (errors: the sum)."""
+    return Result(
+        rps=statistics.median(r.rps for r in results),
+        p50_ms=statistics.median(r.p50_ms for r in results),
+        p99_ms=statistics.median(r.p99_ms for r in results),
+        requests=sum(r.requests for r in results),
+        errors=sum(r.errors for r in results),
+        server_p50_ms=statistics.median(r.server_p50_ms for r in results),
+        server_p99_ms=statistics.median(r.server_p99_ms for r in results),
+        api_cpu_ms=statistics.median(r.api_cpu_ms for r in results),
+        db_cpu_ms=statistics.median(r.db_cpu_ms for r in results),
+    )
 
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -314,6 +330,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=10, help="duration of each wrk run")
     parser.add_argument("--invoices", type=int, default=3000, help="invoices seeded for the user")
     parser.add_argument("--connections", type=int, default=16, help="concurrent wrk connections")
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="rounds; each runs both configurations, in alternating order"
+    )
     args = parser.parse_args()
     print(
         f"bench-app: {os.cpu_count()} CPUs, wrk {args.connections} connections, {args.seconds} s per run, "
@@ -346,14 +365,32 @@ def main() -> None:
             "LOG_LEVEL": "INFO",
             "JWT_SECRET": "bench-secret-" + "b" * 32,
         }
+        runs: dict[str, list[dict[str, Result]]] = {name: [] for name in CONFIGS}
+        for round_number in range(args.rounds):
+            # Alternate which configuration goes first: neither always meets the warmer machine.
+            order = list(CONFIGS) if round_number % 2 == 0 else list(reversed(CONFIGS))
+            print(f"round {round_number + 1} of {args.rounds}: {' then '.join(order)}", flush=True)
+            for name in order:
+                runs[name].append(
+                    run_config(
+                        pg_pid, name, CONFIGS[name], base_env, args.seconds, args.connections, Path(tmp)
+                    )
+                )
         results = {
-            name: run_config(pg_pid, name, overrides, base_env, args.seconds, args.connections, Path(tmp))
-            for name, overrides in CONFIGS.items()
+            name: {e: median_result([r[e] for r in rounds]) for e in ENDPOINTS}
+            for name, rounds in runs.items()
         }
     print(f"load average after: {os.getloadavg()[0]:.1f} (other work on the machine inflates the tails)")
+    print(f"\nmedians of {args.rounds} rounds (req/s range min-max across rounds):")
+    for endpoint in ENDPOINTS:
+        spread = "  ".join(
+            f"{name} {min(r[endpoint].rps for r in rounds):.0f}-{max(r[endpoint].rps for r in rounds):.0f}"
+            for name, rounds in runs.items()
+        )
+        print(f"  {endpoint:<14} {spread}")
     print(
         "\nendpoint        production req/s (p50/p99 ms)   seed-old req/s (p50/p99 ms)   "
-        "ratio req/s  ratio p99"
+        "ratio req/s  ratio p99   CPU per request, production: API / PostgreSQL ms"
     )
     for endpoint in ENDPOINTS:
         new, old = results["production"][endpoint], results["seed-old"][endpoint]
@@ -361,7 +398,7 @@ def main() -> None:
             f"{endpoint:<15} {new.rps:9.1f} ({new.p50_ms:6.2f}/{new.p99_ms:7.2f})      "
             f"{old.rps:9.1f} ({old.p50_ms:6.2f}/{old.p99_ms:7.2f})      "
             f"x{new.rps / old.rps:6.2f}     x{old.p99_ms / new.p99_ms:5.2f} lower"
-            f"   errors {new.errors}/{old.errors}"
+            f"   errors {new.errors}/{old.errors}   {new.api_cpu_ms:.2f} / {new.db_cpu_ms:.2f}"
         )
     print("\nproduction against the targets (meaningful on an otherwise idle machine):")
     for endpoint, (min_rps, max_p99) in TARGETS.items():

@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 from redis.asyncio import Redis
-from sqlalchemy import text
+from sqlalchemy import event, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from invoice_service import dashboard_cache
@@ -174,3 +174,25 @@ async def test_a_cache_hit_is_one_redis_round_trip(
     assert hit.headers["x-cache"] == "hit"
     assert hit.json()["cached"] is True
     assert commands == ["EVALSHA"]
+
+
+async def test_a_cache_hit_takes_no_database_connection(
+    client: httpx.AsyncClient, auth: dict[str, str]
+) -> None:
+    """The token names the user; a cached answer needs neither the user's row nor any query."""
+    engine = client.app.state.core.engine  # type: ignore[attr-defined]
+    checkouts: list[object] = []
+
+    def count(*args: object) -> None:
+        checkouts.append(args)
+
+    event.listen(engine.sync_engine.pool, "checkout", count)
+    try:
+        miss = await client.get("/dashboard/spending", headers=auth)
+        taken_by_miss = len(checkouts)
+        hit = await client.get("/dashboard/spending", headers=auth)
+    finally:
+        event.remove(engine.sync_engine.pool, "checkout", count)
+    assert (miss.headers["x-cache"], hit.headers["x-cache"]) == ("miss", "hit")
+    assert taken_by_miss >= 1
+    assert len(checkouts) == taken_by_miss

@@ -15,7 +15,7 @@ from app_helpers import register_and_login
 from sqlalchemy import event, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from invoice_service.routes import invoices as invoices_route
+from invoice_service import listing
 
 STORES = ["Carrefour", "Pao de Acucar", "Extra", "Dia"]
 STATUSES = ["confirmed", "confirmed", "extracted", "failed"]
@@ -200,7 +200,7 @@ async def test_total_is_counted_only_when_asked_and_capped(
         await client.get("/invoices", headers=auth, params=asked | {"cursor": counted["next_cursor"]})
     ).json()
     assert later["total"] == 5  # all matches, not those left after the cursor
-    monkeypatch.setattr(invoices_route, "COUNT_LIMIT", 3)
+    monkeypatch.setattr(listing, "COUNT_LIMIT", 3)
     capped = (await client.get("/invoices", headers=auth, params=asked)).json()
     assert (capped["total"], capped["total_capped"]) == (3, True)
 

@@ -54,6 +54,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.core = AppState(
             settings=settings,
             engine=engine,
+            read_engine=engine.execution_options(isolation_level="AUTOCOMMIT"),
             sessions=create_sessionmaker(engine),
             redis=redis,
             limits=limits,

@@ -23,8 +23,7 @@ import signal
 import socket
 import time
 import uuid
-from decimal import ROUND_HALF_UP, Decimal
-from typing import Any, NamedTuple
+from typing import Any
 
 import anyio
 import structlog
@@ -33,11 +32,10 @@ from redis.asyncio import Redis
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from invoice_service import circuit_report, jobs
+from invoice_service import circuit_report, column_bounds, jobs
 from invoice_service.db import create_engine, create_sessionmaker
 from invoice_service.extraction import (
     ErrorCategory,
-    ExtractedItem,
     ExtractionChain,
     ExtractionFailed,
     ExtractionResult,
@@ -47,7 +45,7 @@ from invoice_service.extraction import (
 )
 from invoice_service.logging import configure_logging
 from invoice_service.metrics import JOB_DURATION, JOBS
-from invoice_service.models import Invoice, InvoiceItem, InvoiceStatus, JobStatus, Money, Quantity
+from invoice_service.models import Invoice, InvoiceItem, InvoiceStatus, JobStatus
 from invoice_service.redis_client import create_redis
 from invoice_service.settings import Settings
 
@@ -75,75 +73,6 @@ def merge_results(results: list[ExtractionResult]) -> dict[str, Any]:
         if result.provider not in merged["providers"]:
             merged["providers"].append(result.provider)
     return merged
-
-
-def _fits(value: Decimal, precision: int, scale: int) -> bool:
-    """Whether PostgreSQL stores value in numeric(precision, scale) (it rounds to `scale` places,
-    half away from zero, and refuses what then has more than precision - scale integer digits)."""
-    if not value.is_finite():
-        return False
-    limit = Decimal(10) ** (precision - scale)
-    if abs(value) >= limit:  # checked first: quantizing a huge value would overflow the context
-        return False
-    return abs(value.quantize(Decimal(1).scaleb(-scale), rounding=ROUND_HALF_UP)) < limit
-
-
-def _money(value: Decimal | None, where: str, dropped: list[str]) -> Decimal | None:
-    if value is None or _fits(value, Money.precision, Money.scale):
-        return value
-    dropped.append(where)
-    return None
-
-
-def _text(value: str | None) -> str | None:
-    return None if value is None else value.replace("\x00", "")
-
-
-class BoundedItem(NamedTuple):
-    """An item as the invoice_items columns take it."""
-
-    description: str
-    quantity: Decimal
-    unit_price: Decimal | None
-    total: Decimal | None
-
-
-def bound_to_columns(merged: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
-    """The merged extraction with every value made storable; returns it and the fields dropped.
-
-    The one check between what a provider answered (or the cache kept) and the database write, so a
-    value the columns cannot hold is an extraction problem, not a failed job: before it, a total of
-    10^11 made the INSERT fail, the job failed, and every retry failed the same way on the cached
-    result. Chosen: keep the rest of the receipt and leave the bad field empty, for the user to fill in
-    when confirming (the invoice's extraction_error says so), rather than discarding the provider's
-    whole answer. Money (totals, prices) must fit numeric(12,2) and quantities numeric(12,3), as in
-    `invoice_service.models`: out of range (or not finite) money becomes None, a quantity 1 (the
-    column's default: it is not nullable). NUL characters, which PostgreSQL text cannot hold, are
-    removed from texts; descriptions are cut to the column's 255 characters.
-    """
-    dropped: list[str] = []
-    items: list[BoundedItem] = []
-    extracted: list[ExtractedItem] = merged["items"]
-    for position, item in enumerate(extracted):
-        quantity = item.quantity or Decimal(1)
-        if not _fits(quantity, Quantity.precision, Quantity.scale):
-            dropped.append(f"items[{position}].quantity")
-            quantity = Decimal(1)
-        items.append(
-            BoundedItem(
-                description=(_text(item.description) or "")[:255],
-                quantity=quantity,
-                unit_price=_money(item.unit_price, f"items[{position}].unit_price", dropped),
-                total=_money(item.total, f"items[{position}].total", dropped),
-            )
-        )
-    bounded = merged | {
-        "store_name": _text(merged["store_name"]),
-        "store_tax_id": _text(merged["store_tax_id"]),
-        "total": _money(merged["total"], "total", dropped),
-        "items": items,
-    }
-    return bounded, dropped
 
 
 class Worker:
@@ -281,7 +210,7 @@ class Worker:
             if results is None:
                 bound.info("job_invoice_gone")
                 return
-            merged, dropped = bound_to_columns(merge_results(results))
+            merged, dropped = column_bounds.bound_to_columns(merge_results(results))
             if dropped:
                 bound.warning("job_values_out_of_range", fields=dropped, note="left empty")
             if not await self._store(job, merged, ErrorCategory.VALUES_OUT_OF_RANGE if dropped else None):
@@ -358,7 +287,7 @@ class Worker:
                 await session.rollback()
                 return False
             await session.execute(delete(InvoiceItem).where(InvoiceItem.invoice_id == invoice.id))
-            items: list[BoundedItem] = merged["items"]
+            items: list[column_bounds.BoundedItem] = merged["items"]
             for position, item in enumerate(items):
                 session.add(
                     InvoiceItem(

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Query, Response
 from sqlalchemy import Date, cast, func, select
 
 from invoice_service import dashboard_cache
-from invoice_service.deps import SessionDep, StateDep, UserDep
+from invoice_service.deps import SessionDep, StateDep, UserIdDep
 from invoice_service.models import Invoice, InvoiceItem, InvoiceStatus
 from invoice_service.schemas import ItemSpending, MonthSpending, SpendingDashboard, StoreSpending
 
@@ -19,7 +19,7 @@ router = APIRouter(prefix="/dashboard", tags=["dashboard"])
 
 @router.get("/spending", response_model=SpendingDashboard)
 async def spending(
-    user: UserDep,
+    user_id: UserIdDep,
     session: SessionDep,
     state: StateDep,
     date_from: Annotated[date | None, Query(description="Purchases on or after")] = None,
@@ -32,12 +32,12 @@ async def spending(
     ttl = state.settings.DASHBOARD_CACHE_TTL
     # The version is read here, once, BEFORE the queries: the answer is stored under it, so an
     # invalidation during the computation makes it unreachable instead of serving it as current.
-    lookup = await dashboard_cache.get(state.redis, ttl, user.id, params)
+    lookup = await dashboard_cache.get(state.redis, ttl, user_id, params)
     if lookup.value is not None:
         return Response(content=lookup.value, media_type="application/json", headers={"X-Cache": "hit"})
 
     day = func.coalesce(Invoice.purchase_date, cast(Invoice.created_at, Date))
-    conditions = [Invoice.user_id == user.id, Invoice.status == InvoiceStatus.CONFIRMED]
+    conditions = [Invoice.user_id == user_id, Invoice.status == InvoiceStatus.CONFIRMED]
     if date_from is not None:
         conditions.append(day >= date_from)
     if date_to is not None:

@@ -2,23 +2,17 @@
 
 from __future__ import annotations
 
-import base64
-import functools
-import hashlib
-import hmac
-import struct
 import uuid
-from datetime import UTC, date, datetime, timedelta
-from typing import Annotated, Any
+from datetime import UTC, date, datetime
+from typing import Annotated
 
 import structlog
 from fastapi import APIRouter, File, HTTPException, Query, Response, UploadFile, status
-from fastapi.exceptions import RequestValidationError
-from sqlalchemy import ColumnElement, Integer, Select, bindparam, delete, func, select, tuple_
+from sqlalchemy import delete, select
 from sqlalchemy.orm import selectinload
 
-from invoice_service import dashboard_cache, jobs, quota
-from invoice_service.deps import SessionDep, SettingsDep, StateDep, UserDep
+from invoice_service import dashboard_cache, jobs, listing, quota
+from invoice_service.deps import ReadConnectionDep, SessionDep, SettingsDep, StateDep, UserDep, UserIdDep
 from invoice_service.metrics import UPLOADS
 from invoice_service.models import Invoice, InvoiceItem, InvoiceStatus, Job, User
 from invoice_service.schemas import (
@@ -30,7 +24,6 @@ from invoice_service.schemas import (
     JobOut,
     UploadAccepted,
 )
-from invoice_service.settings import Settings
 from invoice_service.uploads import delete_photos, read_photo, store_photos
 
 router = APIRouter(prefix="/invoices", tags=["invoices"])
@@ -90,156 +83,14 @@ async def upload(
     return UploadAccepted(invoice_id=invoice_id, job_id=job.id, status=InvoiceStatus.PENDING)
 
 
-# --- The list: keyset pagination -----------------------------------------------------------------
-# Order: newest first, ties (invoices created in one transaction share created_at) by id descending,
-# so that (created_at, id) is a strict order a row comparison can continue from, served by a backward
-# scan of ix_invoices_user_created_id / ix_invoices_user_status_created_id (no sort, no offset).
-#
-# A cursor is the (created_at, id) of the last invoice of a page, signed: urlsafe base64, without
-# padding, of version (1 byte) | created_at in microseconds since the epoch (8) | id (16) | the first
-# 12 bytes of an HMAC-SHA256 over the user's id and those 25 bytes, keyed from JWT_SECRET. A cursor
-# is thus opaque, bound to its user, and one that was altered, truncated or made up is refused with
-# a 422 naming the `cursor` parameter (never a 500). Rotating JWT_SECRET invalidates open cursors:
-# the client starts again from the first page.
-CURSOR_VERSION = 1
-_CURSOR = struct.Struct(">Bq16s")
-_CURSOR_MAC_BYTES = 12
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-# count=true counts at most this many matches (then total = COUNT_LIMIT, total_capped = true).
-COUNT_LIMIT = 10_000
-
-
-def _cursor_key(settings: Settings) -> bytes:
-    return _derive_cursor_key(settings.JWT_SECRET.get_secret_value())
-
-
-@functools.lru_cache(maxsize=4)
-def _derive_cursor_key(secret: str) -> bytes:
-    return hmac.new(secret.encode(), b"invoice-service list cursor", hashlib.sha256).digest()
-
-
-def _cursor_mac(key: bytes, user_id: uuid.UUID, payload: bytes) -> bytes:
-    return hmac.new(key, user_id.bytes + payload, hashlib.sha256).digest()[:_CURSOR_MAC_BYTES]
-
-
-def encode_cursor(settings: Settings, user_id: uuid.UUID, created_at: datetime, invoice_id: uuid.UUID) -> str:
-    """The opaque cursor continuing after (created_at, invoice_id) for user_id."""
-    micros = (created_at - _EPOCH) // timedelta(microseconds=1)
-    payload = _CURSOR.pack(CURSOR_VERSION, micros, invoice_id.bytes)
-    token = payload + _cursor_mac(_cursor_key(settings), user_id, payload)
-    return base64.urlsafe_b64encode(token).rstrip(b"=").decode()
-
-
-def _invalid(parameter: str, value: str, message: str) -> RequestValidationError:
-    return RequestValidationError(
-        [{"type": "value_error", "loc": ("query", parameter), "msg": message, "input": value}]
-    )
-
-
-def decode_cursor(settings: Settings, user_id: uuid.UUID, cursor: str) -> tuple[datetime, uuid.UUID]:
-    """(created_at, id) of the invoice a cursor continues after; RequestValidationError (422) when the
-    cursor is not one this service gave this user."""
-    try:
-        token = base64.b64decode(cursor + "=" * (-len(cursor) % 4), altchars=b"-_", validate=True)
-    except ValueError:  # binascii.Error, non-ASCII text
-        token = b""
-    payload, mac = token[: _CURSOR.size], token[_CURSOR.size :]
-    if (
-        len(token) != _CURSOR.size + _CURSOR_MAC_BYTES
-        or payload[0] != CURSOR_VERSION
-        or not hmac.compare_digest(mac, _cursor_mac(_cursor_key(settings), user_id, payload))
-    ):
-        raise _invalid(
-            "cursor",
-            cursor,
-            "Invalid cursor: pass the `next_cursor` of a previous page of this user unchanged "
-            "(or no cursor for the first page)",
-        )
-    _, micros, id_bytes = _CURSOR.unpack(payload)
-    return _EPOCH + timedelta(microseconds=micros), uuid.UUID(bytes=id_bytes)
-
-
-# The invoices table itself (Core): the list reads plain rows of columns, past the ORM's entity
-# machinery, and only what a summary shows and the cursor needs: never the photos' JSONB.
-_INVOICES = Invoice.__table__.c
-SUMMARY_COLUMNS = tuple(
-    _INVOICES[name] for name in ("id", "status", "store_name", "purchase_date", "total", "created_at")
-)
-
-
-@functools.cache
-def _list_statements(
-    status_filter: bool, date_from: bool, date_to: bool, store: bool, after: bool
-) -> tuple[Select[Any], Select[Any]]:
-    """The page and count statements for one combination of filters, values bound at execution: built
-    once per combination (32 at most), so a request pays neither the statement's construction nor its
-    cache key. The page: `limit` rows of the summary's columns after (after_at, after_id), in the
-    list's order. The count: the matches, up to `count_limit`."""
-    conditions: list[ColumnElement[bool]] = [_INVOICES.user_id == bindparam("user_id")]
-    if status_filter:
-        conditions.append(_INVOICES.status == bindparam("status"))
-    if date_from:
-        conditions.append(_INVOICES.purchase_date >= bindparam("date_from"))
-    if date_to:
-        conditions.append(_INVOICES.purchase_date <= bindparam("date_to"))
-    if store:
-        conditions.append(_INVOICES.store_name.ilike(bindparam("store"), escape="\\"))
-    page = select(*SUMMARY_COLUMNS).where(*conditions)
-    if after:
-        position = tuple_(
-            bindparam("after_at", type_=_INVOICES.created_at.type),
-            bindparam("after_id", type_=_INVOICES.id.type),
-        )
-        page = page.where(tuple_(_INVOICES.created_at, _INVOICES.id) < position)
-    page = page.order_by(_INVOICES.created_at.desc(), _INVOICES.id.desc()).limit(
-        bindparam("limit", type_=Integer)
-    )
-    matches = select(_INVOICES.id).where(*conditions).limit(bindparam("count_limit", type_=Integer))
-    return page, select(func.count()).select_from(matches.subquery())
-
-
-def list_statements(
-    user_id: uuid.UUID,
-    *,
-    status_filter: InvoiceStatus | None = None,
-    date_from: date | None = None,
-    date_to: date | None = None,
-    store: str | None = None,
-    after: tuple[datetime, uuid.UUID] | None = None,
-    limit: int = 20,
-) -> tuple[Select[Any], Select[Any], dict[str, Any]]:
-    """The page statement (`limit` rows after `after`), the count statement (COUNT_LIMIT + 1 matches at
-    most) and the values of both."""
-    values: dict[str, Any] = {"user_id": user_id, "limit": limit, "count_limit": COUNT_LIMIT + 1}
-    if status_filter is not None:
-        values["status"] = status_filter
-    if date_from is not None:
-        values["date_from"] = date_from
-    if date_to is not None:
-        values["date_to"] = date_to
-    if store:
-        escaped = store.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-        values["store"] = f"%{escaped}%"
-    if after is not None:
-        values["after_at"], values["after_id"] = after
-    page, count = _list_statements(
-        "status" in values,
-        "date_from" in values,
-        "date_to" in values,
-        "store" in values,
-        "after_id" in values,
-    )
-    return page, count, values
-
-
 @router.get(
     "",
     response_model=InvoicePage,
     responses={422: {"description": "Invalid filters, or a cursor this service did not give this user"}},
 )
 async def list_invoices(
-    user: UserDep,
-    session: SessionDep,
+    user_id: UserIdDep,
+    connection: ReadConnectionDep,
     settings: SettingsDep,
     status_filter: Annotated[InvoiceStatus | None, Query(alias="status")] = None,
     date_from: Annotated[date | None, Query(description="Purchase date on or after")] = None,
@@ -276,12 +127,12 @@ async def list_invoices(
     value a 422.
     """
     if page is not None and page != 1:
-        raise _invalid(
+        raise listing.invalid(
             "page", str(page), "Offset pagination was removed: follow `next_cursor` (parameter `cursor`)"
         )
-    after = decode_cursor(settings, user.id, cursor) if cursor else None
-    page_statement, count_statement, values = list_statements(
-        user.id,
+    after = listing.decode_cursor(settings, user_id, cursor) if cursor else None
+    page_statement, count_statement, values = listing.list_statements(
+        user_id,
         status_filter=status_filter,
         date_from=date_from,
         date_to=date_to,
@@ -289,16 +140,15 @@ async def list_invoices(
         after=after,
         limit=page_size + 1,  # one more than the page: whether there is a next page
     )
-    connection = await session.connection()  # Core statements: no ORM session machinery needed
     rows = (await connection.execute(page_statement, values)).all()
     next_cursor = None
     if len(rows) > page_size:
         rows = rows[:page_size]
-        next_cursor = encode_cursor(settings, user.id, rows[-1].created_at, rows[-1].id)
+        next_cursor = listing.encode_cursor(settings, user_id, rows[-1].created_at, rows[-1].id)
     total, capped = None, False
     if count:
         total = (await connection.execute(count_statement, values)).scalar_one()
-        total, capped = min(total, COUNT_LIMIT), total > COUNT_LIMIT
+        total, capped = min(total, listing.COUNT_LIMIT), total > listing.COUNT_LIMIT
     # One validation of the whole page from the rows' mappings (pydantic-core, in Rust).
     answer = InvoicePage.model_validate(
         {
