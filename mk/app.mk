@@ -9,6 +9,7 @@ APP_APT    := postgresql redis-server tesseract-ocr tesseract-ocr-por fonts-deja
 APP_PYTEST ?=
 BENCH_SECONDS ?= 10
 BENCH_INVOICES ?= 3000
+BENCH_ROUNDS ?= 3
 
 .PHONY: app-setup
 app-setup: $(APP_VENV)/.installed ## app/.venv with the service and its test extra; apt packages the tests need
@@ -39,6 +40,6 @@ app-test: app-setup ## The app's tests against throwaway PostgreSQL and Redis (A
 
 .PHONY: bench-app
 bench-app: app-setup ## Load test (wrk) of list, dashboard and /health: production vs seed settings
-	$(APP_BIN)/python $(APP_DIR)/bench/run_bench.py --seconds $(BENCH_SECONDS) --invoices $(BENCH_INVOICES)
+	$(APP_BIN)/python $(APP_DIR)/bench/run_bench.py --seconds $(BENCH_SECONDS) --invoices $(BENCH_INVOICES) --rounds $(BENCH_ROUNDS)
 
 TEST_PARTS += app-lint app-test

@@ -110,8 +110,21 @@ def test_rate_limit_of_the_seed_and_compression(host) -> None:
     middlewares = dynamic["http"]["middlewares"]
     assert middlewares["rate-limit"] == {"rateLimit": {"average": 100, "burst": 50, "period": "1m"}}
     assert middlewares["compress"] == {"compress": {}}
-    assert middlewares["edge"] == {"chain": {"middlewares": ["security-headers", "rate-limit", "compress"]}}
+    assert middlewares["edge"] == {
+        "chain": {"middlewares": ["security-headers", "rate-limit", "body-limit", "compress"]}
+    }
     assert dynamic["tls"]["options"]["default"]["minVersion"] == "VersionTLS12"
+
+
+def test_bodies_longer_than_the_largest_upload_are_refused_and_buffered_on_disk(host) -> None:
+    """The body limit (5 photos of 10 MiB plus 64 KiB of framing); what Traefik buffers goes to
+    /var/lib/traefik/buffer, mounted as the container's /tmp, on disk and root-only."""
+    middlewares = _parse(host, MIDDLEWARES)["http"]["middlewares"]
+    assert middlewares["body-limit"] == {
+        "buffering": {"maxRequestBodyBytes": 5 * 10 * 1024 * 1024 + 65536, "memRequestBodyBytes": 1048576}
+    }
+    buffer = host.file("/var/lib/traefik/buffer")
+    assert (buffer.is_directory, buffer.user, buffer.mode) == (True, "root", 0o700)
 
 
 def test_acme_json_is_readable_by_root_only(host) -> None:
@@ -366,6 +379,9 @@ def test_container_handling_with_a_standin_image(host, run_playbook, standin_ima
     assert mounts["/var/run/docker.sock"]["RW"] is False
     assert mounts["/etc/traefik"]["RW"] is False
     assert (mounts["/acme"]["Source"], mounts["/acme"]["RW"]) == ("/var/lib/traefik/acme", True)
+    # Buffered request bodies: the container's /tmp is a directory on the host's disk, not a tmpfs.
+    assert (mounts["/tmp"]["Source"], mounts["/tmp"]["RW"]) == ("/var/lib/traefik/buffer", True)
+    assert not config.get("Tmpfs")
     assert list(inspect["NetworkSettings"]["Networks"]) == ["edge"]
     assert dynamic.rc == 0, dynamic.output[-3000:]
     assert after_dynamic == before, "a change of dynamic configuration restarted the container"
