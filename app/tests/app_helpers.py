@@ -12,6 +12,10 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 
 import httpx
+from live_servers import PostgresServer
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.pool import NullPool
 
 from invoice_service.main import create_app
 from invoice_service.settings import Settings
@@ -80,3 +84,24 @@ async def register_and_login(client: httpx.AsyncClient) -> dict[str, str]:
     response = await client.post("/auth/login", json=credentials)
     assert response.status_code == 200, response.text
     return {"Authorization": f"Bearer {response.json()['access_token']}"}
+
+
+def migrated_database(pg: PostgresServer, name: str) -> str:
+    """A database of its own on the session's cluster, migrated to head: the jobs a test module
+    queues there are the only ones a worker there can claim."""
+    url = pg.create_database(name)
+    migrate(url, "upgrade")
+    return url
+
+
+@asynccontextmanager
+async def emptied_engine(database_url: str) -> AsyncIterator[AsyncEngine]:
+    """An engine on database_url whose users (and, by cascade, invoices, items and jobs) were deleted
+    first."""
+    engine = create_async_engine(database_url, poolclass=NullPool)
+    async with engine.begin() as conn:
+        await conn.execute(text("DELETE FROM users"))
+    try:
+        yield engine
+    finally:
+        await engine.dispose()

@@ -17,12 +17,11 @@ from typing import Any
 
 import httpx
 import pytest
-from app_helpers import PNG_1PX, migrate, register_and_login, running_app
+from app_helpers import PNG_1PX, emptied_engine, migrated_database, register_and_login, running_app
 from fake_openai_server import RECEIPT_ANSWER, completion, fake_llm
 from live_servers import PostgresServer, free_port
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
-from sqlalchemy.pool import NullPool
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from invoice_service import jobs
 from invoice_service.extraction import ErrorCategory, build_chain
@@ -33,18 +32,13 @@ from invoice_service.worker import Worker
 @pytest.fixture(scope="module")
 def queue_database_url(pg: PostgresServer) -> str:
     """A database of its own: no job left queued by other tests can be claimed here."""
-    url = pg.create_database("queue_tests")
-    migrate(url, "upgrade")
-    return url
+    return migrated_database(pg, "queue_tests")
 
 
 @pytest.fixture
 async def queue_engine(queue_database_url: str) -> AsyncIterator[AsyncEngine]:
-    engine = create_async_engine(queue_database_url, poolclass=NullPool)
-    async with engine.begin() as conn:
-        await conn.execute(text("DELETE FROM users"))  # cascades to invoices, items and jobs
-    yield engine
-    await engine.dispose()
+    async with emptied_engine(queue_database_url) as engine:
+        yield engine
 
 
 @pytest.fixture

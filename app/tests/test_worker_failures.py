@@ -13,12 +13,11 @@ from typing import Any, cast
 
 import pytest
 import structlog
-from app_helpers import PNG_1PX, migrate
+from app_helpers import PNG_1PX, emptied_engine, migrated_database
 from fake_openai_server import RECEIPT_ANSWER, completion, fake_llm
 from live_servers import PostgresServer
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
-from sqlalchemy.pool import NullPool
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from invoice_service import jobs
 from invoice_service import worker as worker_module
@@ -45,18 +44,13 @@ LEAKS = ("hunter2", "INSERT", "/var/lib", "sk-live", "IntegrityError")
 @pytest.fixture(scope="module")
 def worker_database_url(pg: PostgresServer) -> str:
     """A database of its own: the claims here must only ever see this module's jobs."""
-    url = pg.create_database("worker_failure_tests")
-    migrate(url, "upgrade")
-    return url
+    return migrated_database(pg, "worker_failure_tests")
 
 
 @pytest.fixture
 async def engine(worker_database_url: str) -> AsyncIterator[AsyncEngine]:
-    engine = create_async_engine(worker_database_url, poolclass=NullPool)
-    async with engine.begin() as conn:
-        await conn.execute(text("DELETE FROM users"))  # cascades to invoices, items and jobs
-    yield engine
-    await engine.dispose()
+    async with emptied_engine(worker_database_url) as engine:
+        yield engine
 
 
 @pytest.fixture
