@@ -3,6 +3,7 @@ in step with the models."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 
 import pytest
@@ -11,7 +12,8 @@ from alembic.migration import MigrationContext
 from app_helpers import migrate
 from live_servers import PostgresServer
 from sqlalchemy import inspect, text
-from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 
 from invoice_service.db import create_engine
@@ -31,10 +33,60 @@ async def test_pool_settings_from_config(make_settings: Callable[..., Settings])
         assert pool._max_overflow == 3
         assert pool.timeout() == 12
         assert pool._recycle == 900
-        assert pool._pre_ping is True
+        # Checkouts are tested by ping_idle_connections (idle connections only), not on every one.
+        assert pool._pre_ping is False
         async with engine.connect() as conn:
             assert (await conn.execute(text("SELECT 1"))).scalar_one() == 1
         assert pool.checkedin() == 1  # the connection went back to the pool, not closed
+    finally:
+        await engine.dispose()
+
+
+async def _backend_pid(engine: AsyncEngine) -> int:
+    async with engine.connect() as conn:
+        return int((await conn.execute(text("SELECT pg_backend_pid()"))).scalar_one())
+
+
+async def _terminate(database_url: str, pid: int) -> None:
+    """Close one backend from another connection, as a PostgreSQL restart or an idle timeout does."""
+    killer = create_async_engine(database_url, poolclass=NullPool)
+    try:
+        async with killer.connect() as conn:
+            assert (await conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})).scalar_one()
+    finally:
+        await killer.dispose()
+    await asyncio.sleep(0.1)
+
+
+async def test_a_pooled_connection_closed_while_idle_is_replaced_on_checkout(
+    make_settings: Callable[..., Settings], database_url: str
+) -> None:
+    """The server closed the pooled connection while it sat idle: the next checkout tests it, opens
+    a new one and the query succeeds (the request goes on)."""
+    engine = create_engine(make_settings(DB_POOL_SIZE=1, DB_POOL_PING_IDLE_SECONDS=0.2))
+    try:
+        first = await _backend_pid(engine)
+        await _terminate(database_url, first)
+        await asyncio.sleep(0.2)
+        assert await _backend_pid(engine) != first
+    finally:
+        await engine.dispose()
+
+
+async def test_a_connection_used_moments_ago_is_not_tested(
+    make_settings: Callable[..., Settings], database_url: str
+) -> None:
+    """Within DB_POOL_PING_IDLE_SECONDS the checkout costs no round trip: the connection is handed
+    out untested (here one the server has just closed, so the query meets the closed connection),
+    and that error invalidates it: the next checkout gets a new one."""
+    engine = create_engine(make_settings(DB_POOL_SIZE=1, DB_POOL_PING_IDLE_SECONDS=60))
+    try:
+        first = await _backend_pid(engine)
+        await _terminate(database_url, first)
+        with pytest.raises(DBAPIError) as raised:
+            await _backend_pid(engine)
+        assert raised.value.connection_invalidated
+        assert await _backend_pid(engine) != first
     finally:
         await engine.dispose()
 

@@ -66,7 +66,16 @@ class Settings(ExtractionSettings):
         default=30, gt=0, description="Seconds a request waits for a free pooled connection."
     )
     DB_POOL_PRE_PING: bool = Field(
-        default=True, description="Test each connection on checkout, replacing those the server closed."
+        default=True,
+        description="Test a pooled connection on checkout when it has been idle DB_POOL_PING_IDLE_SECONDS "
+        "or more, replacing it (and every older one) when the server closed it.",
+    )
+    DB_POOL_PING_IDLE_SECONDS: float = Field(
+        default=5,
+        ge=0,
+        description="Connections used within this many seconds skip the checkout test (0: test every "
+        "checkout). A test costs a transaction's three round trips; a connection in use moments ago "
+        "is alive, while one idle through a PostgreSQL restart or an idle timeout is caught.",
     )
     DB_ECHO: bool = Field(default=False, description="Log every SQL statement (never in production).")
     DB_CONNECT_TIMEOUT: float = Field(
