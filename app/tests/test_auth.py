@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 from collections.abc import Callable
 
@@ -111,6 +112,32 @@ async def test_me_refuses_missing_forged_and_expired_tokens(client: httpx.AsyncC
         algorithm="HS256",
     )
     assert (await client.get("/auth/me", headers={"Authorization": f"Bearer {expired}"})).status_code == 401
+
+
+def test_a_verified_token_is_remembered_but_still_expires_and_keeps_to_its_secret(
+    make_settings: Callable[..., Settings], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each request of a client carries the same token: it is verified once per process, not per
+    request, yet it expires on time, and another secret does not accept it."""
+    settings = make_settings()
+    other = make_settings(JWT_SECRET="another-secret-" + "z" * 32)
+    user_id = uuid.uuid4()
+    token = jwt.encode(
+        {"sub": str(user_id), "iat": int(time.time()), "exp": time.time() + 1.5, "typ": "access"},
+        settings.JWT_SECRET.get_secret_value(),
+        algorithm="HS256",
+    )
+    assert security.decode_access_token(token, settings) == user_id
+
+    def no_second_verification(*_args: object, **_kwargs: object) -> None:
+        raise AssertionError("the token was verified again")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(security.jwt, "decode", no_second_verification)
+        assert security.decode_access_token(token, settings) == user_id
+    assert security.decode_access_token(token, other) is None
+    time.sleep(1.6)
+    assert security.decode_access_token(token, settings) is None
 
 
 async def test_register_validates_input(client: httpx.AsyncClient) -> None:

@@ -9,6 +9,7 @@ run at once per process; more logins wait in the pool's queue.
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
@@ -70,17 +71,39 @@ def bearer_user_id(scheme: str, token: str, settings: Settings) -> uuid.UUID | N
     return decode_access_token(token.strip(), settings)
 
 
+# Tokens already verified in this process: (secret, token) -> (user id, expiry as a Unix time). A
+# client sends the same token with every request for its lifetime; the HMAC, the base64 and JSON
+# decoding and the claim checks are done once per token, not per request. Only what passed every
+# check is kept, under its exact text and the secret that verified it; expiry is still checked on
+# every use. Bounded: the oldest entry goes first.
+VERIFIED_TOKENS_MAX = 4096
+_verified: dict[tuple[str, str], tuple[uuid.UUID, float]] = {}
+
+
 def decode_access_token(token: str, settings: Settings) -> uuid.UUID | None:
     """The user id of a valid, unexpired access token; None otherwise."""
+    secret = settings.JWT_SECRET.get_secret_value()
+    known = _verified.get((secret, token))
+    if known is not None:
+        user_id, expires = known
+        if time.time() < expires:
+            return user_id
+        _verified.pop((secret, token), None)
+        return None
     try:
         claims = jwt.decode(
             token,
-            settings.JWT_SECRET.get_secret_value(),
+            secret,
             algorithms=[ALGORITHM],
             options={"require": ["sub", "exp", "iat"]},
         )
         if claims.get("typ") != "access":
             return None
-        return uuid.UUID(str(claims["sub"]))
-    except (jwt.PyJWTError, ValueError):
+        user_id = uuid.UUID(str(claims["sub"]))
+        expires = float(claims["exp"])
+    except (jwt.PyJWTError, ValueError, TypeError):
         return None
+    while len(_verified) >= VERIFIED_TOKENS_MAX:
+        _verified.pop(next(iter(_verified)))
+    _verified[(secret, token)] = (user_id, expires)
+    return user_id
