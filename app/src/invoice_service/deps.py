@@ -10,7 +10,7 @@ from typing import Annotated
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from redis.asyncio import Redis
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from invoice_service.models import User
 from invoice_service.ratelimit import RateLimits
@@ -24,7 +24,7 @@ class AppState:
 
     settings: Settings
     engine: AsyncEngine
-    # The same pool in autocommit mode, for reads of one statement (read_connection).
+    # The same pool in autocommit mode, for reads that need no shared snapshot (the list).
     read_engine: AsyncEngine
     sessions: async_sessionmaker[AsyncSession]
     redis: Redis | None
@@ -46,15 +46,6 @@ async def get_session(state: Annotated[AppState, Depends(get_state)]) -> AsyncIt
     """One session per request, closed (connection returned to the pool) at the end."""
     async with state.sessions() as session:
         yield session
-
-
-async def get_read_connection(
-    state: Annotated[AppState, Depends(get_state)],
-) -> AsyncIterator[AsyncConnection]:
-    """A pooled connection in autocommit mode, for reads whose statements need no shared snapshot (the
-    list): no BEGIN and ROLLBACK round trips around them, two of a request's four."""
-    async with state.read_engine.connect() as connection:
-        yield connection
 
 
 _bearer = HTTPBearer(auto_error=False, description="Access token from POST /auth/login")
@@ -94,7 +85,6 @@ async def current_user(
 
 
 SessionDep = Annotated[AsyncSession, Depends(get_session)]
-ReadConnectionDep = Annotated[AsyncConnection, Depends(get_read_connection)]
 UserDep = Annotated[User, Depends(current_user)]
 UserIdDep = Annotated[uuid.UUID, Depends(current_user_id)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]

@@ -8,6 +8,7 @@ id bound by the request middleware (`request_id`) and the event's fields. Standa
 from __future__ import annotations
 
 import logging
+import os
 import re
 import sys
 from collections.abc import MutableMapping
@@ -40,6 +41,13 @@ def redact_secrets(_logger: Any, _method: str, event_dict: MutableMapping[str, A
     return event_dict
 
 
+def add_process_id(_logger: Any, _method: str, event_dict: MutableMapping[str, Any]) -> Any:
+    """Structlog processor: the process id as `process` (structlog's CallsiteParameterAdder walks the
+    stack on every line to find it: a fifth of the cost of an access-log line)."""
+    event_dict["process"] = os.getpid()
+    return event_dict
+
+
 def configure_logging(level: str = "INFO") -> None:
     """Route structlog and the standard library to one JSON renderer on stdout. Idempotent."""
     shared: list[Any] = [
@@ -47,7 +55,7 @@ def configure_logging(level: str = "INFO") -> None:
         structlog.stdlib.add_log_level,
         structlog.stdlib.add_logger_name,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
-        structlog.processors.CallsiteParameterAdder([structlog.processors.CallsiteParameter.PROCESS]),
+        add_process_id,
         structlog.processors.StackInfoRenderer(),
         redact_secrets,
     ]
