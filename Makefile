@@ -63,8 +63,9 @@ MOLECULE_JOBS ?= 2
 export MOLECULE_JOBS
 
 .PHONY: molecule
-# The production scenario deploys the packaged image: build it first (a no-op when nothing changed).
-molecule: setup images apt-cache $(if $(filter-out production,$(SCENARIO)),,package) ## Every Molecule scenario (MOLECULE_JOBS at a time), or one: make molecule SCENARIO=base
+# The production scenario deploys the packaged image: build it first (a no-op when nothing changed;
+# scripts/run-molecule.sh does the same before that scenario).
+molecule: setup images apt-cache $(if $(filter production,$(SCENARIO)),package) ## Every Molecule scenario (MOLECULE_JOBS at a time), or one: make molecule SCENARIO=base
 	@if [ -n "$(SCENARIO)" ]; then molecule test -s $(SCENARIO); else scripts/run-molecule.sh; fi
 
 # Parts of `make test` in the order they run; mk/*.mk files add theirs (TEST_PARTS += ...).
@@ -74,8 +75,9 @@ TEST_PARTS := lint unit
 .PHONY: test
 # Molecule, the slowest part, starts first and runs beside the others, which mostly keep one core
 # busy (its lines come as scenarios end; a failed scenario's log is printed). A failed part stops
-# the Molecule run at once.
-test: setup images apt-cache package ## Everything CI runs: every Molecule scenario, beside lint, unit and every mk/*.mk part
+# the Molecule run at once. The image tarball is built by the parts that use it (the production
+# scenario, package-check), beside the scenarios that do not, instead of before everything.
+test: setup images apt-cache ## Everything CI runs: every Molecule scenario, beside lint, unit and every mk/*.mk part
 	@start=$$(date +%s); \
 	setsid scripts/run-molecule.sh & molecule=$$!; \
 	if ! $(MAKE) --no-print-directory $(TEST_PARTS); then \

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import fcntl
 import hashlib
 import ipaddress
 import json
@@ -315,11 +316,30 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+@contextlib.contextmanager
+def exclusive(lock_path: Path) -> Iterator[None]:
+    """One build at a time per dist/: `make test` builds beside the Molecule scenario that deploys
+    the tarball and the check that loads it; a second build waits for the first, then finds the
+    tarball of that very image already there."""
+    with lock_path.open("a") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log(f"waiting for the build already running ({lock_path})")
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    app_dir: Path = args.app_dir.resolve()
     dist: Path = args.dist.resolve()
     dist.mkdir(parents=True, exist_ok=True)
+    with exclusive(dist / ".package.lock"):
+        return package(args, dist)
+
+
+def package(args: argparse.Namespace, dist: Path) -> int:
+    app_dir: Path = args.app_dir.resolve()
     started = time.monotonic()
 
     base = None

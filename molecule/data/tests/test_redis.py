@@ -1,4 +1,4 @@
-"""What the redis role promises, checked on the converged Debian 13 host.
+"""What the redis role promises, checked on the converged Debian 13 host (beside PostgreSQL).
 
 The expected limits are computed again here, from the same inventory and group_vars converge
 used (the memory budget's plan), not copied from the rendered file.
