@@ -158,10 +158,31 @@ def test_drill_of_an_unknown_set_names_the_sets_there(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     (tmp_path / "20261001T030000Z").mkdir()
-    (tmp_path / "20261001T030000Z" / "manifest.json").write_text("{}")
+    (tmp_path / "20261001T030000Z" / "manifest.json").write_text('{"dump": {}}')
     config = tmp_path / "backup.json"
     config.write_text(f'{{"database": "x", "backup_dir": "{tmp_path}", "lock_file": "{tmp_path}/lock"}}')
     assert tb.main(["--config", str(config), "drill", "20990101T000000Z"]) == tb.EXIT_ERROR
     err = capsys.readouterr().err
     assert "no backup set named 20990101T000000Z" in err
     assert "(have: 20261001T030000Z)" in err
+
+
+def test_a_lock_timeout_names_the_session_holding_the_lock(monkeypatch: pytest.MonkeyPatch) -> None:
+    postgres = tb.Postgres("postgres", lock_timeout_seconds=60)
+    assert postgres.env["PGOPTIONS"] == "-c lock_timeout=60s"
+    holder = "4242 invoice AccessExclusiveLock on invoices (idle in transaction, 00:12:03 in its transaction)"
+    monkeypatch.setattr(postgres, "lock_holders", lambda database: [holder])
+    error = postgres._explained(
+        tb.BackupError("psql failed (exit 3): ERROR:  canceling statement due to lock timeout"), "invoice"
+    )
+    assert "gave up after waiting 60 s for a lock in invoice (backup_lock_timeout)" in str(error)
+    assert holder in str(error)
+    # pg_dump's --lock-wait-timeout ends its LOCK TABLE with a statement timeout.
+    dumped = tb.BackupError(
+        "pg_dump of invoice failed: ERROR:  canceling statement due to statement timeout\n"
+        "pg_dump: detail: Query was: LOCK TABLE public.invoices IN ACCESS SHARE MODE"
+    )
+    assert holder in str(postgres._explained(dumped, "invoice"))
+    other = tb.BackupError("psql failed (exit 2): connection refused")
+    assert postgres._explained(other, "invoice") is other
+    assert tb.Postgres("postgres").env["PGOPTIONS"] == "", "0 waits as long as it takes"

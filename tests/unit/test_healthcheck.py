@@ -96,6 +96,14 @@ def test_disk_fails_on_a_mount_it_cannot_read() -> None:
         (["20261124T120000Z", "20261125T030000Z"], "PASS", "newest set 20261125T030000Z is 9.0 h old"),
         (["20261124T090000Z"], "FAIL", "newest set 20261124T090000Z is 27.0 h old (more than 26 h)"),
         (["pre-restore", "notes.txt"], "FAIL", "no complete backup set in /b"),
+        # A clock that jumped back: the newest set is "from the future", and its age tells nothing.
+        (
+            ["20261124T120000Z", "20261125T150000Z"],
+            "FAIL",
+            "newest set 20261125T150000Z is dated 3.0 h in the future: check the clock (timedatectl)"
+            " and the sets in /b",
+        ),
+        (["20261125T120300Z"], "PASS", "newest set 20261125T120300Z is 0.0 h old"),
         ([], "FAIL", "no complete backup set in /b"),
     ],
 )

@@ -212,7 +212,7 @@ def test_retention_keeps_seven_daily_and_four_weekly_sets(host) -> None:
     host.check_output(
         f"rm -rf {root} && mkdir -p {root} && cd {root}"
         " && for d in $(seq -w 1 30); do mkdir 202610${d}T030000Z"
-        " && touch 202610${d}T030000Z/manifest.json; done"
+        " && echo '{\"dump\": {}}' > 202610${d}T030000Z/manifest.json; done"
         " && mkdir pre-restore && touch notes.txt"
         ' && python3 -c \'import json, sys; c = json.load(open(sys.argv[1])); c["backup_dir"] = sys.argv[2];'
         " print(json.dumps(c))' /etc/toolkit/backup.json $PWD > backup.json"
@@ -273,6 +273,112 @@ def test_a_failure_sends_the_alert(host, listener: str, unit: str) -> None:
     finally:
         host.check_output("systemctl start postgresql")
         host.run(f"systemctl reset-failed {unit} 'toolkit-alert@{unit}.service'")
+
+
+def _posts_after(host, record: str, seconds: float = 30) -> list[dict[str, str]]:
+    """The alerts the listener recorded, waiting up to ``seconds`` for the first."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if host.file(record).exists:
+            posts = [json.loads(line) for line in host.file(record).content_string.splitlines()]
+            if posts:
+                return posts
+        time.sleep(0.5)
+    return []
+
+
+def test_runs_have_a_time_limit(host) -> None:
+    for unit in (
+        "toolkit-backup.service",
+        "toolkit-restore-drill.service",
+        "toolkit-backup-restic-check.service",
+    ):
+        assert host.check_output(f"systemctl show {unit} -p TimeoutStartUSec") == "TimeoutStartUSec=2h"
+
+
+def test_a_table_lock_held_ends_the_run_in_its_lock_timeout_with_an_alert_naming_the_holder(
+    host, listener: str
+) -> None:
+    """A session holding a table lock used to block the run until it was killed (its snapshot
+    holding back vacuum, the timer unable to start another). Converge sets backup_lock_timeout: 10."""
+    sets_before = host.check_output(f"ls {BACKUP_DIR}")
+    holder = host.check_output(
+        "systemd-run --unit test-lock-holder --property=Type=exec"
+        " runuser -u postgres -- psql -XAtq -d invoice"
+        " -c 'BEGIN; LOCK TABLE line_items IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(600);'"
+        " 2>&1; sleep 1; runuser -u postgres -- psql -XAtq -d invoice -c"
+        " \"SELECT pid FROM pg_stat_activity WHERE query LIKE 'BEGIN; LOCK TABLE%'\""
+    ).split()[-1]
+    try:
+        started = time.monotonic()
+        run = host.run("systemctl start toolkit-backup.service")
+        elapsed = time.monotonic() - started
+        assert run.rc != 0, "the backup succeeded although a table was locked"
+        assert elapsed < 60, f"the run took {elapsed:.0f} s: the lock timeout did not end it"
+        journal = host.check_output("journalctl -u toolkit-backup.service -n 20 --no-pager -o cat")
+        assert "gave up after waiting 10 s for a lock in invoice (backup_lock_timeout)" in journal, journal
+        assert f"{holder} postgres AccessExclusiveLock on line_items" in journal, journal
+        posts = _posts_after(host, listener)
+        assert posts, "no alert reached the webhook"
+        assert posts[0]["title"].startswith("toolkit-backup.service failed on ")
+        # Nothing half-written stays behind, and no session of the run is left (its snapshot would
+        # hold back vacuum): the lock holder is the only other session in the database.
+        assert host.check_output(f"ls {BACKUP_DIR}") == sets_before
+        others = f"SELECT count(*) FROM pg_stat_activity WHERE datname = 'invoice' AND pid <> {holder}"
+        assert _psql(host, others + " AND pid <> pg_backend_pid()") == "0"
+    finally:
+        # A backend in pg_sleep does not notice its client going: end it, then the unit.
+        host.run(f"runuser -u postgres -- psql -XAtq -c 'SELECT pg_terminate_backend({holder})'")
+        host.run("systemctl stop test-lock-holder")
+        host.run(
+            "systemctl reset-failed toolkit-backup.service 'toolkit-alert@toolkit-backup.service.service'"
+        )
+    # With the lock gone, the next run goes through.
+    assert _backup(host)["tables"] == _counts(host)
+
+
+def test_a_damaged_set_does_not_stop_the_next_run(host) -> None:
+    """An emptied newest manifest used to fail every later run. Now the run skips it, takes its set,
+    and fails only to send the alert that names it."""
+    newest = _backup(host)["name"]
+    damaged = f"{BACKUP_DIR}/{newest}/manifest.json"
+    host.check_output(f"cp {damaged} /var/tmp/manifest.saved && : > {damaged}")
+    try:
+        time.sleep(1.1)  # set names have a one-second resolution
+        run = host.run("toolkit-backup run")
+        assert run.rc == 3, run.stdout + run.stderr
+        assert f"warning: skipping damaged set {newest}" in run.stdout
+        assert f"1 older set(s) are damaged and were skipped: {newest}" in run.stderr
+        taken = json.loads(host.file("/var/lib/toolkit-backup/last-backup.json").content_string)["name"]
+        assert taken > newest
+        # "latest" is the newest set that reads: the drill proves the new one. (Retention dropped
+        # the damaged set with the day's other older sets: the newest of a day is the one kept.)
+        drill = host.run("toolkit-backup drill")
+        assert drill.rc == 0, drill.stdout + drill.stderr
+        assert f"restore drill PASSED: set {taken}" in drill.stdout
+    finally:
+        host.run(f"test -d {BACKUP_DIR}/{newest} && cp /var/tmp/manifest.saved {damaged}")
+
+
+def test_a_set_that_would_fill_the_disk_is_refused_and_postgres_keeps_writing(host) -> None:
+    """Backups into a 2 MB file system: the run refuses before writing a byte (the dump would have
+    filled it), says how much it needs, has, and must leave free; PostgreSQL goes on writing."""
+    root = "/mnt/toolkit-small-backups"
+    host.check_output(
+        f"mkdir -p {root} && mount -t tmpfs -o size=2m toolkit-small {root}"
+        ' && python3 -c \'import json, sys; c = json.load(open(sys.argv[1])); c["backup_dir"] = sys.argv[2];'
+        f" print(json.dumps(c))' /etc/toolkit/backup.json {root} > /var/tmp/small-backup.json"
+    )
+    try:
+        run = host.run("toolkit-backup --config /var/tmp/small-backup.json run")
+        assert run.rc == 2, run.stdout + run.stderr
+        assert f"not enough free space in {root}: the set needs about" in run.stderr
+        assert "at least 10 % (204.8 KiB) must stay free" in run.stderr
+        assert host.check_output(f"ls -A {root}") == ""
+        _psql(host, "INSERT INTO audit_empty VALUES (now())")
+    finally:
+        host.run(f"umount {root}")
+        host.run("rm -f /var/tmp/small-backup.json")
 
 
 def _restic(host, command: str) -> str:

@@ -18,6 +18,13 @@ Consistency: one REPEATABLE READ transaction exports its snapshot; pg_dump runs 
 and the per-table row counts are taken inside that same transaction, so the counts in the manifest
 describe exactly the rows in the dump. The uploads are copied after the dump (a file uploaded in
 between is in the set without a row pointing at it, which a restore tolerates).
+
+A run always ends: its sessions wait at most lock_timeout_seconds for a table lock (and name the
+session holding it), the systemd unit has a time limit, and a run that fails still applies
+retention. It refuses to start when the set would leave less than min_free_percent of the file
+system free. What it writes is on disk (fsync) before the manifest, written last, marks the set
+complete; a set whose manifest cannot be read is damaged: later runs skip it, take their set, and
+exit EXIT_DAMAGED so the failure alert names it, until it is removed or retention drops it.
 """
 
 from __future__ import annotations
@@ -50,6 +57,10 @@ PARTIAL_PREFIX = ".partial-"
 EXIT_LOCKED = 75  # EX_TEMPFAIL: try again later
 EXIT_DIFFERENT = 1
 EXIT_ERROR = 2
+EXIT_DAMAGED = 3  # the run took its set, but an older set is damaged
+PRE_RESTORE = "pre-restore"
+# A set named later than this past the clock is flagged (a clock that jumped back, or forward then back).
+FUTURE_TOLERANCE = dt.timedelta(minutes=5)
 
 # Row counts of every ordinary table, in one statement (query_to_xml runs a count per table).
 COUNT_ROWS_SQL = """
@@ -94,6 +105,8 @@ class Settings:
     state_dir: Path = Path("/var/lib/toolkit-backup")
     postgres_user: str = "postgres"
     restore_stop_units: tuple[str, ...] = ()
+    lock_timeout_seconds: int = 60
+    min_free_percent: int = 10
     restic: ResticSettings = field(default_factory=ResticSettings)
 
     @classmethod
@@ -110,6 +123,8 @@ class Settings:
             state_dir=Path(raw.get("state_dir", "/var/lib/toolkit-backup")),
             postgres_user=str(raw.get("postgres_user", "postgres")),
             restore_stop_units=tuple(raw.get("restore_stop_units", [])),
+            lock_timeout_seconds=int(raw.get("lock_timeout_seconds", 60)),
+            min_free_percent=int(raw.get("min_free_percent", 10)),
             restic=ResticSettings(
                 enabled=bool(restic.get("enabled", False)),
                 env_file=str(restic.get("env_file", "/etc/toolkit/backup/restic.env")),
@@ -295,16 +310,62 @@ def complete_sets(backup_dir: Path) -> list[str]:
 def read_manifest(backup_dir: Path, name: str) -> dict[str, Any]:
     path = backup_dir / name / MANIFEST
     try:
-        return json.loads(path.read_text())
+        manifest = json.loads(path.read_text())
     except (OSError, ValueError) as error:
         raise BackupError(f"set {name}: cannot read {path}: {error}") from error
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("dump"), dict):
+        raise BackupError(f"set {name}: {path} is not a toolkit-backup manifest")
+    return manifest
+
+
+def sorted_sets(backup_dir: Path) -> tuple[list[str], dict[str, str]]:
+    """The complete sets whose manifest reads (oldest first), and the damaged ones with the reason."""
+    valid: list[str] = []
+    damaged: dict[str, str] = {}
+    for name in complete_sets(backup_dir):
+        try:
+            read_manifest(backup_dir, name)
+        except BackupError as error:
+            damaged[name] = str(error)
+        else:
+            valid.append(name)
+    return valid, damaged
+
+
+def fsync_path(path: Path) -> None:
+    """Flush a file's (or a directory's entries') data to disk."""
+    descriptor = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
 
 
 def write_json(path: Path, data: dict[str, Any]) -> None:
+    """Write ``path`` whole or not at all: a synced temporary file renamed over it, the directory synced."""
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(path.name + ".tmp")
-    temporary.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    with temporary.open("w") as out:
+        out.write(json.dumps(data, indent=2, sort_keys=True) + "\n")
+        out.flush()
+        os.fsync(out.fileno())
     temporary.replace(path)
+    fsync_path(path.parent)
+
+
+def free_space_problem(target: Path, needed_bytes: int, min_free_percent: int) -> str | None:
+    """Why a set of ``needed_bytes`` must not be written under ``target``, or None when it fits."""
+    usage = shutil.disk_usage(target)
+    left = usage.free - needed_bytes
+    floor = usage.total * min_free_percent // 100
+    if left >= floor:
+        return None
+    return (
+        f"not enough free space in {target}: the set needs about {human(needed_bytes)}, "
+        f"{human(usage.free)} is free of {human(usage.total)}, and at least {min_free_percent} % "
+        f"({human(floor)}) must stay free (PostgreSQL writes its WAL on the same disk); "
+        "free space or lower backup_keep_daily/backup_keep_weekly"
+    )
 
 
 # --- Processes ---------------------------------------------------------------------------------
@@ -327,11 +388,30 @@ def run(command: list[str], **kwargs: Any) -> subprocess.CompletedProcess[str]:
     return done
 
 
-class Postgres:
-    """psql, pg_dump and pg_restore as the postgres user over the local socket."""
+# Sessions holding a lock that is not the weakest (ACCESS SHARE, what a dump takes) in a database.
+LOCK_HOLDERS_SQL = """
+SELECT DISTINCT a.pid || ' ' || coalesce(a.usename, '?') || ' ' || l.mode || ' on '
+       || coalesce(l.relation::regclass::text, l.locktype) || ' (' || coalesce(a.state, '?') || ', '
+       || coalesce(to_char(now() - a.xact_start, 'HH24:MI:SS'), '?') || ' in its transaction): '
+       || left(regexp_replace(a.query, '\\s+', ' ', 'g'), 80)
+  FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+ WHERE l.granted AND l.mode <> 'AccessShareLock' AND a.pid <> pg_backend_pid()
+   AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database());
+"""
 
-    def __init__(self, user: str) -> None:
+
+class Postgres:
+    """psql, pg_dump and pg_restore as the postgres user over the local socket.
+
+    Every session waits at most ``lock_timeout_seconds`` for a lock (0: as long as it takes), so a
+    run never queues behind a session holding a table lock until the unit's time limit kills it.
+    """
+
+    def __init__(self, user: str, lock_timeout_seconds: int = 0) -> None:
         self.user = user
+        self.lock_timeout_seconds = lock_timeout_seconds
+        options = f"-c lock_timeout={lock_timeout_seconds}s" if lock_timeout_seconds else ""
+        self.env = {**os.environ, "PGOPTIONS": options}
 
     def _as_user(self, command: list[str]) -> list[str]:
         if os.geteuid() == 0:
@@ -340,7 +420,31 @@ class Postgres:
 
     def psql(self, database: str, sql: str) -> str:
         command = self._as_user(["psql", "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-d", database])
-        return run(command, input=sql).stdout
+        try:
+            return run(command, input=sql, env=self.env).stdout
+        except BackupError as error:
+            raise self._explained(error, database) from None
+
+    def lock_holders(self, database: str) -> list[str]:
+        """The sessions holding more than a share lock in ``database`` (for a lock timeout's message)."""
+        command = self._as_user(["psql", "-X", "-q", "-A", "-t", "-d", database])
+        done = subprocess.run(
+            command, input=LOCK_HOLDERS_SQL, text=True, capture_output=True, check=False, cwd="/"
+        )
+        return [line for line in done.stdout.splitlines() if line.strip()]
+
+    def _explained(self, error: BackupError, database: str) -> BackupError:
+        """A lock timeout's error with the sessions holding locks named; any other error as it is.
+        (pg_dump's --lock-wait-timeout fails its LOCK TABLE with a statement timeout.)"""
+        text = str(error)
+        if "lock timeout" not in text and not ("statement timeout" in text and "LOCK TABLE" in text):
+            return error
+        holders = self.lock_holders(database)
+        named = "; ".join(holders) if holders else "the session has ended since"
+        return BackupError(
+            f"gave up after waiting {self.lock_timeout_seconds} s for a lock in {database} "
+            f"(backup_lock_timeout) held by another session: {named}. {error}"
+        )
 
     def counts(self, database: str, snapshot: str | None = None) -> dict[str, int]:
         if snapshot is None:
@@ -356,7 +460,13 @@ class Postgres:
         """Hold a REPEATABLE READ transaction open and yield its exported snapshot id."""
         command = self._as_user(["psql", "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-d", database])
         with subprocess.Popen(
-            command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd="/"
+            command,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd="/",
+            env=self.env,
         ) as holder:
             assert holder.stdin is not None  # Popen with PIPE
             assert holder.stdout is not None
@@ -381,12 +491,21 @@ class Postgres:
         command = ["pg_dump", "-Fc", database]
         if snapshot:
             command[2:2] = ["--snapshot", snapshot]
+        if self.lock_timeout_seconds:
+            command[2:2] = [f"--lock-wait-timeout={self.lock_timeout_seconds}s"]
         with target.open("wb") as out:
             done = subprocess.run(
-                self._as_user(command), stdout=out, stderr=subprocess.PIPE, check=False, cwd="/"
+                self._as_user(command), stdout=out, stderr=subprocess.PIPE, check=False, cwd="/", env=self.env
             )
+            if done.returncode == 0:
+                out.flush()
+                os.fsync(out.fileno())
         if done.returncode != 0:
-            raise BackupError(f"pg_dump of {database} failed: {done.stderr.decode().strip()}")
+            error = BackupError(f"pg_dump of {database} failed: {done.stderr.decode().strip()}")
+            raise self._explained(error, database)
+
+    def size(self, database: str) -> int:
+        return int(self.psql("postgres", f"SELECT pg_database_size('{database}');").strip())
 
     def restore(self, dump: Path, database: str, *, create: bool = False) -> None:
         """pg_restore the dump; with ``create`` the dump's own CREATE DATABASE (owner, ACLs) is used."""
@@ -441,14 +560,18 @@ def rsync(source: Path, target: Path, *, link_dest: Path | None = None, delete: 
 
 
 @contextlib.contextmanager
-def locked(path: Path) -> Iterator[IO[str]]:
-    """Hold an exclusive flock on ``path``; refuse (BackupLocked) when another run holds it."""
+def locked(path: Path, *, wait: bool = False) -> Iterator[IO[str]]:
+    """Hold an exclusive flock on ``path``; refuse (BackupLocked) when another run holds it, or
+    with ``wait`` wait for it (bounded by the unit's time limit)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("a") as handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise BackupLocked(path) from None
+            if not wait:
+                raise BackupLocked(path) from None
+            say(f"waiting for the run that holds {path}")
+            fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield handle
         finally:
@@ -499,7 +622,14 @@ class Restic:
             return True
         return False
 
+    def unlock_stale(self) -> None:
+        """Remove stale locks (`restic unlock` leaves live ones alone): a run killed mid-way, by the
+        time limit or a reboot, would otherwise fail every later one. Runs under toolkit-backup's
+        own lock, so no other restic of ours is running."""
+        self._run("unlock")
+
     def backup(self, path: Path) -> str:
+        self.unlock_stale()
         done = self._run("backup", "--tag", "toolkit", "--host", socket.gethostname(), str(path))
         return done.stdout.strip().splitlines()[-1] if done.stdout.strip() else ""
 
@@ -518,6 +648,7 @@ class Restic:
         )
 
     def check(self) -> str:
+        self.unlock_stale()
         return self._run("check", *self.settings.check_args).stdout
 
 
@@ -525,19 +656,50 @@ class Restic:
 
 
 def prune(settings: Settings, *, dry_run: bool = False) -> list[str]:
-    """Delete the sets retention does not keep; return their names."""
-    names = complete_sets(settings.backup_dir)
+    """Delete the sets retention does not keep; return their names.
+
+    Retention picks among the sets that read; a damaged set goes once it is older than the oldest
+    kept one. Pre-restore copies (a live restore's "before") are kept as long as daily sets are,
+    and the newest of them always.
+    """
+    names, damaged = sorted_sets(settings.backup_dir)
     kept = select_kept(names, settings.keep_daily, settings.keep_weekly)
+    oldest_kept = min(kept) if kept else ""
     removed = [name for name in names if name not in kept]
-    for name in removed:
-        if not dry_run:
+    removed += [name for name in damaged if oldest_kept and name < oldest_kept]
+    pre_restore = settings.backup_dir / PRE_RESTORE
+    befores: list[str] = []
+    if pre_restore.is_dir():
+        befores = sorted(entry.name for entry in pre_restore.iterdir() if set_time(entry.name))
+    horizon = dt.datetime.now(dt.UTC) - dt.timedelta(days=settings.keep_daily)
+    old_befores = [name for name in befores[:-1] if (set_time(name) or horizon) < horizon]
+    if not dry_run:
+        for name in removed:
             shutil.rmtree(settings.backup_dir / name)
+        for name in old_befores:
+            shutil.rmtree(pre_restore / name)
     verb = "would delete" if dry_run else "deleted"
+    befores_text = f"; {verb} {len(old_befores)} pre-restore copies older than {settings.keep_daily} days"
     say(
         f"retention ({settings.keep_daily} daily + {settings.keep_weekly} weekly): kept {len(kept)} sets, "
-        f"{verb} {len(removed)}{': ' + ', '.join(removed) if removed else ''}"
+        f"{verb} {len(removed)}{': ' + ', '.join(sorted(removed)) if removed else ''}"
+        + (befores_text if old_befores else "")
     )
-    return removed
+    return sorted(removed)
+
+
+def uploads_estimate(uploads_dir: Path, since: dt.datetime | None) -> int:
+    """Bytes the uploads add to a set: every file's size, or those changed since the previous set
+    (the others are hard links to it)."""
+    cutoff = since.timestamp() if since is not None else None
+    total = 0
+    for folder, _dirs, files in os.walk(uploads_dir):
+        for file_name in files:
+            with contextlib.suppress(OSError):
+                info = os.lstat(os.path.join(folder, file_name))
+                if cutoff is None or info.st_mtime >= cutoff or info.st_ctime >= cutoff:
+                    total += info.st_size
+    return total
 
 
 def take_backup(settings: Settings, postgres: Postgres) -> dict[str, Any]:
@@ -552,6 +714,14 @@ def take_backup(settings: Settings, postgres: Postgres) -> dict[str, Any]:
         time.sleep(0.2)
         now = dt.datetime.now(dt.UTC)
     name = set_name(now)
+    previous_sets, _damaged = sorted_sets(settings.backup_dir)
+    previous = settings.backup_dir / previous_sets[-1] if previous_sets else None
+    needed = postgres.size(settings.database)
+    if settings.uploads_dir is not None and settings.uploads_dir.is_dir():
+        needed += uploads_estimate(settings.uploads_dir, set_time(previous.name) if previous else None)
+    problem = free_space_problem(settings.backup_dir, needed, settings.min_free_percent)
+    if problem:
+        raise BackupError(problem)
     partial = settings.backup_dir / (PARTIAL_PREFIX + name)
     partial.mkdir(mode=0o700)
     try:
@@ -566,9 +736,7 @@ def take_backup(settings: Settings, postgres: Postgres) -> dict[str, Any]:
                     f"the uploads directory {settings.uploads_dir} does not exist "
                     "(set backup_uploads_dir to '' to back up the database alone)"
                 )
-            previous_sets = complete_sets(settings.backup_dir)
-            previous = settings.backup_dir / previous_sets[-1] if previous_sets else None
-            known = read_manifest(settings.backup_dir, previous_sets[-1]).get("uploads") if previous else None
+            known = read_manifest(settings.backup_dir, previous.name).get("uploads") if previous else None
             rsync(settings.uploads_dir, partial / UPLOADS, link_dest=previous / UPLOADS if previous else None)
             files = checksum_tree(
                 partial / UPLOADS,
@@ -597,8 +765,11 @@ def take_backup(settings: Settings, postgres: Postgres) -> dict[str, Any]:
         manifest["new_bytes"] = new_bytes(partial)
         manifest["duration_seconds"] = round(time.monotonic() - started, 3)
         manifest["finished"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+        # The dump is synced; the copied uploads too, before the manifest marks the set complete.
+        os.sync()
         write_json(partial / MANIFEST, manifest)
         partial.rename(settings.backup_dir / name)
+        fsync_path(settings.backup_dir)
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
         raise
@@ -606,9 +777,16 @@ def take_backup(settings: Settings, postgres: Postgres) -> dict[str, Any]:
 
 
 def command_run(settings: Settings) -> int:
-    postgres = Postgres(settings.postgres_user)
+    postgres = Postgres(settings.postgres_user, settings.lock_timeout_seconds)
     with locked(settings.lock_file):
-        manifest = take_backup(settings, postgres)
+        _valid, damaged = sorted_sets(settings.backup_dir)
+        for name, reason in damaged.items():
+            say(f"warning: skipping damaged set {name}: {reason}")
+        try:
+            manifest = take_backup(settings, postgres)
+        finally:
+            # Retention frees space even when this run failed (a full disk is a reason to fail).
+            prune(settings)
         uploads = manifest["uploads"]
         total = manifest["dump"]["bytes"] + (uploads["bytes"] if uploads else 0)
         say(
@@ -626,7 +804,6 @@ def command_run(settings: Settings) -> int:
             "offsite": "disabled",
         }
         write_json(settings.state_dir / "last-backup.json", state)
-        prune(settings)
         if settings.restic.enabled:
             restic = Restic(settings.restic)
             state["offsite"] = "failed"
@@ -637,11 +814,22 @@ def command_run(settings: Settings) -> int:
             finally:
                 write_json(settings.state_dir / "last-backup.json", state)
             say(f"offsite copy done (restic): {summary}")
+    if damaged:
+        print(
+            f"toolkit-backup run: set {manifest['name']} was taken, but {len(damaged)} older set(s) are "
+            f"damaged and were skipped: {', '.join(damaged)}. Look at them, then delete them "
+            f"(rm -r {settings.backup_dir}/<set>) or let retention drop them.",
+            file=sys.stderr,
+            flush=True,
+        )
+        return EXIT_DAMAGED
     return 0
 
 
 def choose_set(settings: Settings, name: str | None) -> str:
-    names = complete_sets(settings.backup_dir)
+    names, damaged = sorted_sets(settings.backup_dir)
+    if name in damaged:
+        raise BackupError(f"set {name} is damaged: {damaged[name]}")
     if not names:
         raise BackupError(f"no backup set in {settings.backup_dir}")
     if name in (None, "", "latest"):
@@ -659,7 +847,7 @@ def check_dump(settings: Settings, name: str, manifest: dict[str, Any]) -> Path:
 
 
 def command_drill(settings: Settings, name: str | None, *, keep: bool) -> int:
-    postgres = Postgres(settings.postgres_user)
+    postgres = Postgres(settings.postgres_user, settings.lock_timeout_seconds)
     with locked(settings.lock_file):
         name = choose_set(settings, name)
         manifest = read_manifest(settings.backup_dir, name)
@@ -740,7 +928,7 @@ def command_restore_live(settings: Settings, name: str, *, yes: bool) -> int:
             run(["systemctl", "stop", unit])
         try:
             stamp = set_name(dt.datetime.now(dt.UTC))
-            pre = settings.backup_dir / "pre-restore" / stamp
+            pre = settings.backup_dir / PRE_RESTORE / stamp
             pre.mkdir(parents=True, mode=0o700)
             if postgres.exists(settings.database):
                 postgres.dump(settings.database, pre / DUMP)
@@ -772,12 +960,20 @@ def command_restore_live(settings: Settings, name: str, *, yes: bool) -> int:
 
 
 def command_list(settings: Settings) -> int:
+    now = dt.datetime.now(dt.UTC)
     for name in complete_sets(settings.backup_dir):
-        manifest = read_manifest(settings.backup_dir, name)
+        moment = set_time(name)
+        future = "  DATED IN THE FUTURE (clock?)" if moment and moment > now + FUTURE_TOLERANCE else ""
+        try:
+            manifest = read_manifest(settings.backup_dir, name)
+        except BackupError as error:
+            say(f"{name}  DAMAGED: {error}{future}")
+            continue
         uploads = manifest.get("uploads") or {"count": 0, "bytes": 0}
         say(
             f"{name}  dump {human(manifest['dump']['bytes'])}  "
             f"{uploads['count']} files {human(uploads['bytes'])}  {manifest['duration_seconds']:.1f} s"
+            + future
         )
     return 0
 
@@ -822,7 +1018,9 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if not settings.restic.enabled:
             raise BackupError("restic is not enabled (backup_restic_enabled is false)")
-        say(Restic(settings.restic).check().strip())
+        # The backup's lock: a check never runs beside a run's backup and forget --prune.
+        with locked(settings.lock_file, wait=True):
+            say(Restic(settings.restic).check().strip())
         return 0
     except BackupLocked as error:
         print(f"toolkit-backup: {error}", file=sys.stderr, flush=True)

@@ -41,6 +41,8 @@ PASS, WARN, FAIL, SKIP = "PASS", "WARN", "FAIL", "SKIP"
 CHECKS = ("api", "postgres", "redis", "providers", "memory", "disk", "backup", "drill", "tls", "units")
 SET_NAME = re.compile(r"^\d{8}T\d{6}Z$")
 SET_TIME_FORMAT = "%Y%m%dT%H%M%SZ"
+# A backup set named more than this after the clock is "in the future" (the clock jumped).
+FUTURE_TOLERANCE_HOURS = 5 / 60
 OWN_UNIT = "toolkit-healthcheck.service"
 # File systems that hold no data of their own (or belong to containers), left out of the
 # default disk check.
@@ -279,7 +281,16 @@ def backup_result(
         return Result("backup", FAIL, f"no complete backup set in {backup_dir}")
     newest = times[-1]
     age = (now - newest).total_seconds() / 3600
-    detail = f"newest set {newest.strftime(SET_TIME_FORMAT)} is {age:.1f} h old"
+    if age < -FUTURE_TOLERANCE_HOURS:
+        # A set named after the clock: the clock jumped (back now, or forward then). Its age says
+        # nothing about whether backups still run.
+        return Result(
+            "backup",
+            FAIL,
+            f"newest set {newest.strftime(SET_TIME_FORMAT)} is dated {-age:.1f} h in the future: "
+            "check the clock (timedatectl) and the sets in " + backup_dir,
+        )
+    detail = f"newest set {newest.strftime(SET_TIME_FORMAT)} is {max(age, 0.0):.1f} h old"
     if age > max_hours:
         return Result("backup", FAIL, f"{detail} (more than {max_hours:g} h)")
     return Result("backup", PASS, detail)
