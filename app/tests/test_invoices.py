@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import uuid
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -11,6 +12,8 @@ from app_helpers import PNG_1PX, AppFactory, register_and_login
 from PIL import Image
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
+
+from invoice_service.uploads import DELETED_DIR, purge_deleted
 
 
 def jpeg(size: tuple[int, int] = (64, 64)) -> bytes:
@@ -147,8 +150,31 @@ async def test_confirm_with_edits_list_filters_and_delete(
 
     assert (await client.delete(f"/invoices/{invoice_id}", headers=auth)).status_code == 204
     assert (await client.get(f"/invoices/{invoice_id}", headers=auth)).status_code == 404
+    # The photos wait under .deleted/ for the next backup (UPLOAD_DELETE_GRACE_HOURS, 48 h), then go.
     upload_dir = Path(client.app.state.core.settings.UPLOAD_DIR)  # type: ignore[attr-defined]
+    assert [p.parent.parent.name for p in upload_dir.rglob(f"*{invoice_id}*/0.png")] == [DELETED_DIR]
+    assert purge_deleted(upload_dir, 48, datetime.now(UTC) + timedelta(hours=47)) == 0
+    assert purge_deleted(upload_dir, 48, datetime.now(UTC) + timedelta(hours=48, seconds=1)) == 1
     assert not any(upload_dir.rglob(f"*{invoice_id}*"))
+
+
+async def test_with_no_grace_period_a_deleted_invoices_photos_go_at_once(
+    app_client: AppFactory, tmp_path: Path
+) -> None:
+    async with app_client(UPLOAD_DIR=tmp_path / "up", UPLOAD_DELETE_GRACE_HOURS=0) as client:
+        auth = await register_and_login(client)
+        invoice_id = (await upload(client, auth, ("a.png", PNG_1PX, "image/png"))).json()["invoice_id"]
+        assert any((tmp_path / "up").rglob("0.png"))
+        assert (await client.delete(f"/invoices/{invoice_id}", headers=auth)).status_code == 204
+    assert not any((tmp_path / "up").rglob("*.png"))
+    assert not (tmp_path / "up" / DELETED_DIR).exists()
+
+
+def test_the_sweep_leaves_entries_it_did_not_name_alone(tmp_path: Path) -> None:
+    (tmp_path / DELETED_DIR / "operator-notes").mkdir(parents=True)
+    (tmp_path / DELETED_DIR / "20260101T000000Z-u-i").mkdir()
+    assert purge_deleted(tmp_path, 48) == 1
+    assert [p.name for p in (tmp_path / DELETED_DIR).iterdir()] == ["operator-notes"]
 
 
 async def test_list_is_paginated(client: httpx.AsyncClient, auth: dict[str, str]) -> None:

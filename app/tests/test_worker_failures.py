@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, cast
@@ -383,3 +384,25 @@ async def test_a_late_claim_of_the_same_worker_writes_nothing(
         None,
         [],
     )
+
+
+async def test_the_worker_sweeps_deleted_photos_past_their_grace_period(
+    worker_database_url: str,
+    sessions: async_sessionmaker[AsyncSession],
+    tmp_path: Path,
+    logs: list[dict[str, Any]],
+) -> None:
+    trash = tmp_path / "uploads" / ".deleted"
+    old, recent = trash / "20260101T000000Z-u-i", trash / f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-u-j"
+    for directory in (old, recent):
+        directory.mkdir(parents=True)
+        (directory / "0.png").write_bytes(PNG_1PX)
+    settings = settings_for(worker_database_url, UPLOAD_DIR=tmp_path / "uploads")
+    worker = Worker(settings, sessions, chain_of(FakeProvider(raising(AssertionError("never called")))), None)
+    await worker._purge_deleted_photos()
+    assert [p.name for p in trash.iterdir()] == [recent.name]
+    assert logs[-1].items() >= {"event": "deleted_photos_purged", "invoices": 1, "grace_hours": 48.0}.items()
+    # The next sweep waits its interval: an entry past its grace in between stays until then.
+    old.mkdir()
+    await worker._purge_deleted_photos()
+    assert old.exists()

@@ -131,6 +131,13 @@ class Settings(ExtractionSettings):
     MAX_UPLOAD_FILES: int = Field(
         default=5, ge=1, description="Most photos in one upload (one receipt); more: 422."
     )
+    UPLOAD_DELETE_GRACE_HOURS: float = Field(
+        default=48.0,
+        ge=0,
+        description="A deleted invoice's photos wait this long under UPLOAD_DIR/.deleted/ before the "
+        "worker removes them: the next nightly backup still holds them, so a database restored to "
+        "before the deletion finds its photos. 0: removed at once.",
+    )
     MAX_USER_STORAGE_BYTES: int = Field(
         default=500 * 1024 * 1024,
         ge=0,

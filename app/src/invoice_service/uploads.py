@@ -6,8 +6,10 @@ not JPEG, PNG or WebP is refused (415) whatever its header says.
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import os
+import shutil
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +20,10 @@ from fastapi import HTTPException, UploadFile, status
 
 CHUNK = 256 * 1024
 EXTENSIONS = {"image/jpeg": "jpg", "image/png": "png", "image/webp": "webp"}
+# Deleted invoices' photos wait here (UPLOAD_DIR/.deleted/<UTC time>-<user>-<invoice>/) until
+# UPLOAD_DELETE_GRACE_HOURS have passed: same file system, so moving them is one rename.
+DELETED_DIR = ".deleted"
+DELETED_TIME_FORMAT = "%Y%m%dT%H%M%SZ"
 
 
 def sniff_image_type(head: bytes) -> str | None:
@@ -88,14 +94,43 @@ async def store_photos(
     return records
 
 
-async def delete_photos(upload_dir: Path, user_id: uuid.UUID, invoice_id: uuid.UUID) -> None:
-    """Remove an invoice's photo directory, if any."""
+async def delete_photos(
+    upload_dir: Path,
+    user_id: uuid.UUID,
+    invoice_id: uuid.UUID,
+    grace_hours: float,
+    now: dt.datetime | None = None,
+) -> None:
+    """Set an invoice's photo directory aside under .deleted/ (or remove it when grace_hours is 0)."""
     directory = upload_dir / str(user_id) / str(invoice_id)
+    moment = (now or dt.datetime.now(dt.UTC)).strftime(DELETED_TIME_FORMAT)
+    parked = upload_dir / DELETED_DIR / f"{moment}-{user_id}-{invoice_id}"
 
     def _remove() -> None:
-        if directory.is_dir():
-            for child in directory.iterdir():
-                child.unlink(missing_ok=True)
-            directory.rmdir()
+        if not directory.is_dir():
+            return
+        if grace_hours > 0:
+            parked.parent.mkdir(exist_ok=True)
+            os.replace(directory, parked)
+        else:
+            shutil.rmtree(directory)
 
     await anyio.to_thread.run_sync(_remove)
+
+
+def purge_deleted(upload_dir: Path, grace_hours: float, now: dt.datetime | None = None) -> int:
+    """Remove the set-aside photo directories older than grace_hours; how many went."""
+    trash = upload_dir / DELETED_DIR
+    if not trash.is_dir():
+        return 0
+    horizon = (now or dt.datetime.now(dt.UTC)) - dt.timedelta(hours=grace_hours)
+    removed = 0
+    for entry in trash.iterdir():
+        try:
+            when = dt.datetime.strptime(entry.name[:16], DELETED_TIME_FORMAT).replace(tzinfo=dt.UTC)
+        except ValueError:
+            continue  # not ours: left alone
+        if when <= horizon:
+            shutil.rmtree(entry, ignore_errors=True)
+            removed += 1
+    return removed

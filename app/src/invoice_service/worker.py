@@ -48,8 +48,11 @@ from invoice_service.metrics import JOB_DURATION, JOBS
 from invoice_service.models import Invoice, InvoiceItem, InvoiceStatus, JobStatus
 from invoice_service.redis_client import create_redis
 from invoice_service.settings import Settings
+from invoice_service.uploads import purge_deleted
 
 log = structlog.get_logger(__name__)
+# How often a worker sweeps UPLOAD_DIR/.deleted/ for photos past their grace period.
+PURGE_INTERVAL_SECONDS = 600.0
 
 
 def merge_results(results: list[ExtractionResult]) -> dict[str, Any]:
@@ -92,6 +95,7 @@ class Worker:
         self.name = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.stopping = asyncio.Event()
         self.running: set[asyncio.Task[None]] = set()
+        self.next_purge = 0.0  # monotonic time of the next sweep of deleted invoices' photos
 
     async def run(self) -> None:
         """The claim loop; returns after stop() once running jobs finished or the grace period ended."""
@@ -114,6 +118,7 @@ class Worker:
                     self.running.add(task)
                     task.add_done_callback(self.running.discard)
                 await self._publish_circuits()
+                await self._purge_deleted_photos()
             except Exception as exc:  # the database may be briefly unreachable: keep polling
                 log.error("worker_poll_failed", error=str(exc), error_type=type(exc).__name__)
             if not claimed:
@@ -135,6 +140,20 @@ class Worker:
             task.cancel()
         if pending:
             log.warning("worker_jobs_abandoned", count=len(pending), note="retried when their lease expires")
+
+    async def _purge_deleted_photos(self) -> None:
+        """Every PURGE_INTERVAL_SECONDS, remove the photos of invoices deleted more than
+        UPLOAD_DELETE_GRACE_HOURS ago (every worker may sweep; removing twice is harmless)."""
+        if time.monotonic() < self.next_purge:
+            return
+        self.next_purge = time.monotonic() + PURGE_INTERVAL_SECONDS
+        removed = await anyio.to_thread.run_sync(
+            purge_deleted, self.settings.UPLOAD_DIR, self.settings.UPLOAD_DELETE_GRACE_HOURS
+        )
+        if removed:
+            log.info(
+                "deleted_photos_purged", invoices=removed, grace_hours=self.settings.UPLOAD_DELETE_GRACE_HOURS
+            )
 
     async def _publish_circuits(self) -> None:
         if self.redis is None:

@@ -258,14 +258,16 @@ async def confirm_invoice(
 async def delete_invoice(
     invoice_id: uuid.UUID, user: UserDep, session: SessionDep, state: StateDep
 ) -> Response:
-    """Delete an invoice, its items, its job and its photos."""
+    """Delete an invoice, its items, its job and its photos (kept aside UPLOAD_DELETE_GRACE_HOURS)."""
     result = await session.execute(
         delete(Invoice).where(Invoice.id == invoice_id, Invoice.user_id == user.id).returning(Invoice.id)
     )
     if result.first() is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "Invoice not found")
     await session.commit()
-    await delete_photos(state.settings.UPLOAD_DIR, user.id, invoice_id)
+    await delete_photos(
+        state.settings.UPLOAD_DIR, user.id, invoice_id, state.settings.UPLOAD_DELETE_GRACE_HOURS
+    )
     await dashboard_cache.invalidate(state.redis, user.id)
     log.info("invoice_deleted", invoice_id=str(invoice_id))
     return Response(status_code=status.HTTP_204_NO_CONTENT)
