@@ -24,9 +24,31 @@ MANIFEST = {
 }
 
 
-def test_psql_count_lines_are_parsed() -> None:
-    output = "public.invoices|50\npublic.odd|name|7\n\npublic.empty|0\n"
-    assert tb.parse_counts(output) == {"public.invoices": 50, "public.odd|name": 7, "public.empty": 0}
+def test_psql_table_lines_are_parsed() -> None:
+    output = "public.invoices|50|16891173519431799646\npublic.odd|name|7|-42\n\npublic.empty|0|0\n"
+    facts = tb.parse_table_facts(output)
+    assert facts.counts == {"public.invoices": 50, "public.odd|name": 7, "public.empty": 0}
+    assert facts.checksums == {
+        "public.invoices": "16891173519431799646",
+        "public.odd|name": "-42",
+        "public.empty": "0",
+    }
+
+
+def test_the_same_number_of_other_rows_is_a_difference() -> None:
+    """Counts alone passed a restore whose rows had changed; the checksums catch it."""
+    manifest = {
+        **MANIFEST,
+        "uploads": None,
+        "checksums": {"public.invoices": "111", "public.line_items": "222"},
+    }
+    counts = dict(MANIFEST["tables"])
+    assert tb.compare(manifest, counts, {}, {"public.invoices": "111", "public.line_items": "222"}) == []
+    assert tb.compare(manifest, counts, {}, {"public.invoices": "111", "public.line_items": "999"}) == [
+        "table public.line_items: contents differ from the backup (the same 120 rows)"
+    ]
+    # A set from before checksums were recorded: compared by counts, as it was made.
+    assert tb.compare({**manifest, "checksums": None}, counts, {}, {"public.line_items": "999"}) == []
 
 
 def test_an_identical_restore_has_no_differences() -> None:
@@ -49,6 +71,14 @@ def test_every_kind_of_difference_is_named() -> None:
 
 def test_a_database_only_set_compares_tables_alone() -> None:
     assert tb.compare({"tables": {"t": 1}, "uploads": None}, {"t": 1}, {}) == []
+
+
+def test_a_database_restored_before_its_uploads_is_compared_by_its_tables() -> None:
+    """A live restore checks the copy beside the live database before any upload moves."""
+    assert tb.compare(MANIFEST, dict(MANIFEST["tables"]), None) == []
+    assert tb.compare(MANIFEST, {**MANIFEST["tables"], "public.invoices": 49}, None) == [
+        "table public.invoices: 50 rows backed up, 49 restored"
+    ]
 
 
 def test_checksums_cover_every_regular_file(tmp_path: Path) -> None:

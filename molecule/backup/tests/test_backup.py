@@ -102,6 +102,9 @@ def test_backup_records_what_it_took_and_logs_size_and_duration(host) -> None:
     manifest = _backup(host)
     assert manifest["tables"] == _counts(host)
     assert manifest["tables"]["public.invoices"] >= 50
+    # Each table's rows also have a checksum, taken in the dump's snapshot like the counts.
+    assert set(manifest["checksums"]) == set(manifest["tables"])
+    assert manifest["checksums"]["public.audit_empty"] == "0"
     files = {path: entry["sha256"] for path, entry in manifest["uploads"]["files"].items()}
     assert files == _checksums(host, UPLOADS)
     set_dir = f"{BACKUP_DIR}/{manifest['name']}"
@@ -182,7 +185,8 @@ def test_drill_fails_on_any_difference(host) -> None:
     try:
         host.check_output(
             "python3 -c 'import json, sys; p = sys.argv[1]; m = json.load(open(p));"
-            ' m["tables"]["public.invoices"] += 1; json.dump(m, open(p, "w"))\''
+            ' m["tables"]["public.invoices"] += 1; m["checksums"]["public.line_items"] = "42";'
+            ' json.dump(m, open(p, "w"))\''
             f" {BACKUP_DIR}/{damaged}/manifest.json"
         )
         host.check_output(f"echo tampered >> '{BACKUP_DIR}/{damaged}/uploads/2026/11/scan 0002.jpg'")
@@ -191,7 +195,13 @@ def test_drill_fails_on_any_difference(host) -> None:
         invoices = manifest["tables"]["public.invoices"]
         assert f"table public.invoices: {invoices + 1} rows backed up, {invoices} restored" in drill.stdout
         assert "file 2026/11/scan 0002.jpg: sha256 differs from the backup" in drill.stdout
-        assert "restore drill FAILED (2 differences)" in drill.stdout
+        # As many rows as backed up, but not the same ones (here: a checksum the set does not match).
+        items = manifest["tables"]["public.line_items"]
+        assert (
+            f"table public.line_items: contents differ from the backup (the same {items} rows)"
+            in drill.stdout
+        )
+        assert "restore drill FAILED (3 differences)" in drill.stdout
         assert not _database_exists(host, DRILL_DATABASE)
     finally:
         host.run(f"rm -rf {BACKUP_DIR}/{damaged}")
@@ -404,7 +414,22 @@ def test_sets_are_copied_to_restic_and_the_repository_checks(host) -> None:
     )
 
 
-def test_live_restore_brings_back_the_set_after_a_pre_restore_dump(host) -> None:
+def _databases(host, prefix: str) -> list[str]:
+    listed = _psql(
+        host, f"SELECT datname FROM pg_database WHERE starts_with(datname, '{prefix}') ORDER BY 1", "postgres"
+    )
+    return listed.split()
+
+
+def _constraints(host) -> list[str]:
+    return _psql(
+        host,
+        "SELECT conrelid::regclass || ' ' || conname || ' ' || contype::text FROM pg_constraint"
+        " WHERE connamespace = 'public'::regnamespace ORDER BY 1",
+    ).splitlines()
+
+
+def test_live_restore_swaps_in_the_checked_set_keeps_the_old_database_and_undo_goes_back(host) -> None:
     manifest = _backup(host)
     _change_live_data(host)
     changed = _counts(host)
@@ -416,12 +441,97 @@ def test_live_restore_brings_back_the_set_after_a_pre_restore_dump(host) -> None
     assert "matches the backup" in restore.stdout
     assert _counts(host) == manifest["tables"]
     assert _checksums(host, UPLOADS) == {p: e["sha256"] for p, e in manifest["uploads"]["files"].items()}
-    # The app still owns its tables, and the state before the restore was kept.
+    # The app still owns its tables, and the database the restore replaced is kept whole.
     assert _psql(host, "SELECT tableowner FROM pg_tables WHERE tablename = 'invoices'") == "invoice"
+    previous = _databases(host, "invoice_before_")[-1]
+    assert _counts(host, previous) == changed
+    assert f"the database it replaced is {previous}" in restore.stdout
     pre = host.check_output(f"ls -d {BACKUP_DIR}/pre-restore/*/ | tail -1").rstrip("/")
-    listing = host.check_output(f"pg_restore --list {pre}/database.dump")
-    assert "TABLE DATA public invoices" in listing
     assert host.file(f"{pre}/uploads/2026/12/invoice-0004.txt").exists
+
+    undo = host.run("toolkit-backup restore --undo --yes")
+    assert undo.rc == 0, undo.stdout + undo.stderr
+    assert _counts(host) == changed
+    assert host.file(f"{UPLOADS}/2026/12/invoice-0004.txt").exists
+    assert _databases(host, "invoice_undone_"), "undo keeps the restored database aside too"
+
+    dropped = host.run("toolkit-backup restore --drop-previous")
+    assert dropped.rc == 0, dropped.stdout + dropped.stderr
+    assert _databases(host, "invoice_before_") == _databases(host, "invoice_undone_") == []
+
+
+WRITER_UNIT = "/etc/systemd/system/toolkit-test-writer.service"
+# One session inserting a row every 10 ms, as the app's worker would (converge names the unit in
+# backup_restore_stop_units).
+WRITER = """#!/bin/bash
+while sleep 0.01; do echo "INSERT INTO invoices (supplier, total) VALUES ('writer', 1);"; done \\
+  | runuser -u postgres -- psql -Xq -d invoice
+"""
+
+
+def test_a_live_restore_with_a_writer_running_ends_consistent(host) -> None:
+    """The writer used to keep writing through DROP and pg_restore: duplicate keys, a database
+    without its primary and foreign keys. Now the writer is stopped first, the set restored beside
+    the live database and checked, swapped in, and the writer started again."""
+    manifest = _backup(host)
+    constraints = _constraints(host)
+    host.check_output(
+        f"printf %s {shlex.quote(WRITER)} > /usr/local/bin/toolkit-test-writer"
+        " && chmod 0755 /usr/local/bin/toolkit-test-writer"
+        f" && printf '[Service]\\nExecStart=/usr/local/bin/toolkit-test-writer\\n' > {WRITER_UNIT}"
+        " && systemctl daemon-reload"
+    )
+    host.check_output("systemctl start toolkit-test-writer.service")
+    try:
+        time.sleep(2)
+        written = int(_psql(host, "SELECT count(*) FROM invoices WHERE supplier = 'writer'"))
+        assert written > 10, "the writer does not write"
+        since = host.check_output("date '+%Y-%m-%d %H:%M:%S'")
+        restore = host.run(f"toolkit-backup restore --live {manifest['name']} --yes")
+        assert restore.rc == 0, restore.stdout + restore.stderr
+        assert "stopping toolkit-test-writer.service" in restore.stdout
+        assert "matches the backup" in restore.stdout
+        assert host.service("toolkit-test-writer.service").is_running, "the writer was not started again"
+        time.sleep(1)
+        # Every constraint is there, the writer's rows after the set are gone (they are in the
+        # database the restore set aside), and it writes again without a duplicate key.
+        assert _constraints(host) == constraints
+        before = _databases(host, "invoice_before_")[-1]
+        assert int(_psql(host, "SELECT count(*) FROM invoices WHERE supplier = 'writer'", before)) >= written
+        max_id = _psql(host, "SELECT max(id) FROM invoices WHERE supplier <> 'writer'")
+        assert (
+            int(_psql(host, f"SELECT count(*) FROM invoices WHERE supplier = 'writer' AND id <= {max_id}"))
+            == 0
+        )
+        assert int(_psql(host, "SELECT count(*) FROM invoices WHERE supplier = 'writer'")) > 0
+        errors = host.run(f"journalctl -u toolkit-test-writer.service --since '{since}' --no-pager -o cat")
+        assert "ERROR" not in errors.stdout, errors.stdout
+    finally:
+        host.run("systemctl stop toolkit-test-writer.service")
+        host.run(f"rm -f {WRITER_UNIT} /usr/local/bin/toolkit-test-writer && systemctl daemon-reload")
+        host.run("toolkit-backup restore --drop-previous")
+
+
+def test_a_live_restore_refuses_while_another_session_is_connected(host) -> None:
+    manifest = _backup(host)
+    host.check_output(
+        "systemd-run --unit toolkit-test-reader"
+        " runuser -u postgres -- psql -Xq -d invoice -c 'SELECT pg_sleep(600)'"
+    )
+    try:
+        time.sleep(1)
+        pid = _psql(host, "SELECT pid FROM pg_stat_activity WHERE query = 'SELECT pg_sleep(600)'", "postgres")
+        before = _counts(host)
+        refused = host.run(f"toolkit-backup restore --live {manifest['name']} --yes")
+        assert refused.rc == 2, refused.stdout + refused.stderr
+        assert "refusing: 1 other session(s) are connected to invoice" in refused.stderr
+        assert f"{pid} postgres from the socket (psql, active)" in refused.stderr
+        assert "nothing was changed" in refused.stderr
+        assert _counts(host) == before
+        assert _databases(host, "invoice_before_") == _databases(host, "invoice_restoring") == []
+    finally:
+        host.run(f"runuser -u postgres -- psql -XAtq -c 'SELECT pg_terminate_backend({pid})'")
+        host.run("systemctl stop toolkit-test-reader")
 
 
 @pytest.mark.parametrize(

@@ -16,7 +16,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from conftest import PROJECT, resolve, ssh_login, tcp_state_on
+from conftest import PROJECT, http_get, resolve, ssh_login, tcp_state_on
 
 NETWORK = "production-bench"
 LISTENER = "production-alerts"
@@ -185,3 +185,40 @@ def test_a_backup_run_makes_a_set_and_an_offsite_snapshot(host) -> None:
     run = host.run("toolkit-healthcheck --only backup")
     assert run.rc == 0, run.stdout + run.stderr
     assert run.stdout.startswith("PASS"), run.stdout
+
+
+@pytest.mark.on_host(
+    "production-debian13",
+    reason="toolkit-backup's restore does not change with the release; one host proves the wiring",
+)
+def test_a_live_restore_stops_the_apps_containers_and_brings_them_back(host) -> None:
+    """group_vars/all wires the app's compose project into the backup role: a live restore stops the
+    API and the worker, swaps the checked set in, and starts them again, ready."""
+    running = set(
+        host.check_output("docker ps -q --filter label=com.docker.compose.project=invoice-service").split()
+    )
+    assert running, "the app's containers do not run"
+    try:
+        restore = host.run("toolkit-backup restore --live latest --yes")
+        assert restore.rc == 0, restore.stdout + restore.stderr
+        assert (
+            f"stopping the {len(running)} running containers of compose project invoice-service"
+            in restore.stdout
+        )
+        assert "matches the backup" in restore.stdout
+        assert f"starting {len(running)} containers again" in restore.stdout
+        after = set(
+            host.check_output(
+                "docker ps -q --filter label=com.docker.compose.project=invoice-service"
+            ).split()
+        )
+        assert after == running
+        ready = ""
+        for _ in range(60):
+            ready = http_get(host, "http://127.0.0.1:8000/health/ready")
+            if ready:
+                break
+            time.sleep(1)
+        assert json.loads(ready)["checks"]["database"]["status"] == "ok"
+    finally:
+        host.run("toolkit-backup restore --drop-previous")

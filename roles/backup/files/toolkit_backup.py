@@ -9,14 +9,16 @@ Installed by the toolkit's backup role as /usr/local/sbin/toolkit-backup; settin
     toolkit-backup prune [--dry-run]    apply retention only
     toolkit-backup drill [SET] [--keep] restore SET (default: the newest) into a scratch database and
                                         directory, compare with the manifest, report the RTO
-    toolkit-backup restore --live SET   restore SET into the live database and uploads directory,
-                                        after a pre-restore dump (asks first unless --yes)
+    toolkit-backup restore --live SET   restore SET beside the live database, check it, swap it in
+                                        (the app stopped meanwhile; asks first unless --yes)
+    toolkit-backup restore --undo       back to the state before the newest live restore
+    toolkit-backup restore --drop-previous  drop the databases live restores set aside
     toolkit-backup restic-init          create the restic repository when it does not exist
     toolkit-backup restic-check         `restic check` the offsite repository
 
 Consistency: one REPEATABLE READ transaction exports its snapshot; pg_dump runs with --snapshot on it
-and the per-table row counts are taken inside that same transaction, so the counts in the manifest
-describe exactly the rows in the dump. The uploads are copied after the dump (a file uploaded in
+and the per-table row counts and checksums are taken inside that same transaction, so the manifest
+describes exactly the rows in the dump. The uploads are copied after the dump (a file uploaded in
 between is in the set without a row pointing at it, which a restore tolerates).
 
 A run always ends: its sessions wait at most lock_timeout_seconds for a table lock (and name the
@@ -62,11 +64,16 @@ PRE_RESTORE = "pre-restore"
 # A set named later than this past the clock is flagged (a clock that jumped back, or forward then back).
 FUTURE_TOLERANCE = dt.timedelta(minutes=5)
 
-# Row counts of every ordinary table, in one statement (query_to_xml runs a count per table).
-COUNT_ROWS_SQL = """
+# Row count and content checksum of every ordinary table, in one statement (query_to_xml runs one
+# scan per table). The checksum is the sum of the first 64 bits of each row's md5 (its text form):
+# independent of row order and computed in constant memory, so a restored table must hold the very
+# same rows, not only as many.
+TABLE_FACTS_SQL = """
 SELECT n.nspname || '.' || c.relname || '|' ||
-       (xpath('/row/c/text()', query_to_xml(format('SELECT count(*) AS c FROM %I.%I', n.nspname, c.relname),
-                                             false, true, '')))[1]::text
+       (xpath('/row/c/text()', query_to_xml(format(
+           'SELECT count(*) || ''|'' || coalesce(sum((''x'' || left(md5(t::text), 16))'
+           '::bit(64)::bigint::numeric), 0) AS c FROM %I.%I t', n.nspname, c.relname),
+         false, true, '')))[1]::text
   FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
  WHERE c.relkind = 'r' AND n.nspname NOT IN ('pg_catalog', 'information_schema')
    AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp%'
@@ -105,6 +112,7 @@ class Settings:
     state_dir: Path = Path("/var/lib/toolkit-backup")
     postgres_user: str = "postgres"
     restore_stop_units: tuple[str, ...] = ()
+    restore_stop_compose_projects: tuple[str, ...] = ()
     lock_timeout_seconds: int = 60
     min_free_percent: int = 10
     restic: ResticSettings = field(default_factory=ResticSettings)
@@ -123,6 +131,7 @@ class Settings:
             state_dir=Path(raw.get("state_dir", "/var/lib/toolkit-backup")),
             postgres_user=str(raw.get("postgres_user", "postgres")),
             restore_stop_units=tuple(raw.get("restore_stop_units", [])),
+            restore_stop_compose_projects=tuple(raw.get("restore_stop_compose_projects", [])),
             lock_timeout_seconds=int(raw.get("lock_timeout_seconds", 60)),
             min_free_percent=int(raw.get("min_free_percent", 10)),
             restic=ResticSettings(
@@ -199,21 +208,39 @@ def select_kept(names: Iterable[str], keep_daily: int, keep_weekly: int) -> set[
 # --- Manifests and comparison (pure) -----------------------------------------------------------
 
 
-def parse_counts(output: str) -> dict[str, int]:
-    """Read ``schema.table|count`` lines (psql -A -t) into a mapping."""
+@dataclass(frozen=True)
+class TableFacts:
+    """Per table (schema.table): its row count and the checksum of its rows."""
+
+    counts: dict[str, int]
+    checksums: dict[str, str]
+
+
+def parse_table_facts(output: str) -> TableFacts:
+    """Read ``schema.table|count|checksum`` lines (psql -A -t)."""
     counts: dict[str, int] = {}
+    checksums: dict[str, str] = {}
     for line in output.splitlines():
-        if "|" not in line:
+        if line.count("|") < 2:
             continue
-        table, count = line.rsplit("|", 1)
+        table, count, checksum = line.rsplit("|", 2)
         counts[table] = int(count)
-    return counts
+        checksums[table] = checksum
+    return TableFacts(counts, checksums)
 
 
-def compare(expected: dict[str, Any], tables: dict[str, int], files: dict[str, dict[str, Any]]) -> list[str]:
-    """Every difference between a manifest and what a restore produced, as readable lines."""
+def compare(
+    expected: dict[str, Any],
+    tables: dict[str, int],
+    files: dict[str, dict[str, Any]] | None,
+    checksums: dict[str, str] | None = None,
+) -> list[str]:
+    """Every difference between a manifest and what a restore produced, as readable lines. Sets
+    made before checksums were recorded are compared by row counts alone; files=None compares the
+    tables alone (a database restored before its uploads)."""
     differences: list[str] = []
     want_tables: dict[str, int] = expected.get("tables", {})
+    want_checksums: dict[str, str] = expected.get("checksums") or {}
     for table in sorted(want_tables.keys() | tables.keys()):
         if table not in tables:
             differences.append(
@@ -227,6 +254,16 @@ def compare(expected: dict[str, Any], tables: dict[str, int], files: dict[str, d
             differences.append(
                 f"table {table}: {want_tables[table]} rows backed up, {tables[table]} restored"
             )
+        elif (
+            checksums is not None
+            and table in want_checksums
+            and checksums.get(table) != want_checksums[table]
+        ):
+            differences.append(
+                f"table {table}: contents differ from the backup (the same {tables[table]} rows)"
+            )
+    if files is None:
+        return differences
     uploads = expected.get("uploads")
     want_files: dict[str, dict[str, Any]] = uploads["files"] if uploads else {}
     for path in sorted(want_files.keys() | files.keys()):
@@ -446,14 +483,14 @@ class Postgres:
             f"(backup_lock_timeout) held by another session: {named}. {error}"
         )
 
-    def counts(self, database: str, snapshot: str | None = None) -> dict[str, int]:
+    def table_facts(self, database: str, snapshot: str | None = None) -> TableFacts:
         if snapshot is None:
-            return parse_counts(self.psql(database, COUNT_ROWS_SQL))
+            return parse_table_facts(self.psql(database, TABLE_FACTS_SQL))
         sql = (
             "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY;\n"
-            f"SET TRANSACTION SNAPSHOT '{snapshot}';\n{COUNT_ROWS_SQL}COMMIT;\n"
+            f"SET TRANSACTION SNAPSHOT '{snapshot}';\n{TABLE_FACTS_SQL}COMMIT;\n"
         )
-        return parse_counts(self.psql(database, sql))
+        return parse_table_facts(self.psql(database, sql))
 
     @contextlib.contextmanager
     def exported_snapshot(self, database: str) -> Iterator[str]:
@@ -507,19 +544,14 @@ class Postgres:
     def size(self, database: str) -> int:
         return int(self.psql("postgres", f"SELECT pg_database_size('{database}');").strip())
 
-    def restore(self, dump: Path, database: str, *, create: bool = False) -> None:
-        """pg_restore the dump; with ``create`` the dump's own CREATE DATABASE (owner, ACLs) is used."""
-        if create:
-            command = ["pg_restore", "--exit-on-error", "--create", "-d", "postgres"]
-        else:
-            command = [
-                "pg_restore",
-                "--exit-on-error",
-                "--no-owner",
-                "--no-privileges",
-                "--single-transaction",
-            ]
-            command += ["-d", database]
+    def restore(self, dump: Path, database: str, *, as_dumped: bool = False) -> None:
+        """pg_restore the dump into ``database``, in one transaction (all or nothing). ``as_dumped``
+        keeps the objects' owners and privileges (a live restore); otherwise the connecting
+        superuser owns everything (a scratch copy)."""
+        command = ["pg_restore", "--exit-on-error", "--single-transaction"]
+        if not as_dumped:
+            command += ["--no-owner", "--no-privileges"]
+        command += ["-d", database]
         with dump.open("rb") as source:
             done = subprocess.run(
                 self._as_user(command), stdin=source, capture_output=True, check=False, cwd="/"
@@ -530,12 +562,85 @@ class Postgres:
     def drop(self, database: str) -> None:
         self.psql("postgres", f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE);')
 
+    def sessions(self, database: str) -> list[str]:
+        """The other sessions connected to ``database``, described for an operator."""
+        sql = (
+            "SELECT pid || ' ' || coalesce(usename, '?')"
+            " || ' from ' || coalesce(client_addr::text, 'the socket')"
+            " || ' (' || coalesce(nullif(application_name, ''), 'no application name') || ', '"
+            " || coalesce(state, '?') || '): ' || left(regexp_replace(query, '\\s+', ' ', 'g'), 60)"
+            f" FROM pg_stat_activity WHERE datname = '{database}' AND pid <> pg_backend_pid();"
+        )
+        return [line for line in self.psql("postgres", sql).splitlines() if line.strip()]
+
+    def wait_for_no_sessions(self, database: str, seconds: float) -> list[str]:
+        """Wait up to ``seconds`` for the sessions of stopped clients to go; those still there."""
+        deadline = time.monotonic() + seconds
+        while True:
+            left = self.sessions(database)
+            if not left or time.monotonic() >= deadline:
+                return left
+            time.sleep(0.5)
+
+    def create_like(self, database: str, like: str) -> None:
+        """An empty database with the owner, encoding, locale and settings of ``like``."""
+        facts = self.psql(
+            "postgres",
+            "SELECT pg_get_userbyid(datdba) || '|' || pg_encoding_to_char(encoding) || '|' || datcollate"
+            f" || '|' || datctype FROM pg_database WHERE datname = '{like}';",
+        ).strip()
+        if not facts:
+            raise BackupError(f"database {like} does not exist")
+        owner, encoding, collate, ctype = facts.split("|")
+        self.psql(
+            "postgres",
+            f'CREATE DATABASE "{database}" OWNER "{owner}" TEMPLATE template0 ENCODING \'{encoding}\''
+            f" LC_COLLATE '{collate}' LC_CTYPE '{ctype}';",
+        )
+        self.copy_settings(like, database)
+
+    def copy_settings(self, source: str, target: str) -> None:
+        """ALTER DATABASE target SET ... for every setting ALTER DATABASE gave ``source``."""
+        settings = self.psql(
+            "postgres",
+            "SELECT unnest(setconfig) FROM pg_db_role_setting s JOIN pg_database d ON d.oid = s.setdatabase"
+            f" WHERE d.datname = '{source}' AND s.setrole = 0;",
+        ).splitlines()
+        for setting in filter(None, settings):
+            name, value = setting.split("=", 1)
+            quoted = value.replace("'", "''")
+            self.psql("postgres", f'ALTER DATABASE "{target}" SET "{name}" = \'{quoted}\';')
+
+    def swap(self, live: str, replacement: str, previous: str) -> None:
+        """Rename ``live`` to ``previous`` and ``replacement`` to ``live``, with connections to
+        ``live`` blocked; refuses (changing nothing) when a session is still connected to it."""
+        self.psql("postgres", f'ALTER DATABASE "{live}" ALLOW_CONNECTIONS false;')
+        try:
+            connected = self.sessions(live)
+            if connected:
+                raise BackupError(
+                    f"a session connected to {live} while it was being replaced: {'; '.join(connected)}"
+                )
+            self.psql("postgres", f'ALTER DATABASE "{live}" RENAME TO "{previous}";')
+        except BackupError:
+            self.psql("postgres", f'ALTER DATABASE "{live}" ALLOW_CONNECTIONS true;')
+            raise
+        try:
+            self.psql("postgres", f'ALTER DATABASE "{replacement}" RENAME TO "{live}";')
+        except BackupError:
+            self.psql("postgres", f'ALTER DATABASE "{previous}" RENAME TO "{live}";')
+            self.psql("postgres", f'ALTER DATABASE "{live}" ALLOW_CONNECTIONS true;')
+            raise
+        self.psql("postgres", f'ALTER DATABASE "{live}" ALLOW_CONNECTIONS true;')
+        self.psql("postgres", f'ALTER DATABASE "{previous}" ALLOW_CONNECTIONS true;')
+
+    def databases(self, prefix: str) -> list[str]:
+        """Names of the databases starting with ``prefix``, sorted."""
+        sql = f"SELECT datname FROM pg_database WHERE starts_with(datname, '{prefix}') ORDER BY 1;"
+        return [line for line in self.psql("postgres", sql).splitlines() if line.strip()]
+
     def create(self, database: str) -> None:
         self.psql("postgres", f'CREATE DATABASE "{database}";')
-
-    def exists(self, database: str) -> bool:
-        sql = f"SELECT 1 FROM pg_database WHERE datname = '{database}';"
-        return self.psql("postgres", sql).strip() == "1"
 
 
 def rsync(source: Path, target: Path, *, link_dest: Path | None = None, delete: bool = False) -> None:
@@ -726,7 +831,7 @@ def take_backup(settings: Settings, postgres: Postgres) -> dict[str, Any]:
     partial.mkdir(mode=0o700)
     try:
         with postgres.exported_snapshot(settings.database) as snapshot:
-            tables = postgres.counts(settings.database, snapshot)
+            facts = postgres.table_facts(settings.database, snapshot)
             postgres.dump(settings.database, partial / DUMP, snapshot)
         dumped = time.monotonic()
         uploads: dict[str, Any] | None = None
@@ -756,8 +861,9 @@ def take_backup(settings: Settings, postgres: Postgres) -> dict[str, Any]:
             "host": socket.gethostname(),
             "database": settings.database,
             "started": now.isoformat(timespec="seconds"),
-            "consistency": "row counts taken in the transaction whose exported snapshot pg_dump used",
-            "tables": tables,
+            "consistency": "row counts and checksums taken in the transaction of the snapshot pg_dump used",
+            "tables": facts.counts,
+            "checksums": facts.checksums,
             "dump": {"file": DUMP, "bytes": dump_path.stat().st_size, "sha256": sha256_of(dump_path)},
             "uploads": uploads,
             "dump_seconds": round(dumped - started, 3),
@@ -867,7 +973,8 @@ def command_drill(settings: Settings, name: str | None, *, keep: bool) -> int:
             else:
                 scratch_dir.mkdir(mode=0o700)
             rto = time.monotonic() - started
-            differences = compare(manifest, postgres.counts(scratch_db), checksum_tree(scratch_dir))
+            restored = postgres.table_facts(scratch_db)
+            differences = compare(manifest, restored.counts, checksum_tree(scratch_dir), restored.checksums)
             total = time.monotonic() - started
         except BackupError as error:
             failed = {"set": name, "ok": False, "differences": [str(error)]}
@@ -903,6 +1010,51 @@ def command_drill(settings: Settings, name: str | None, *, keep: bool) -> int:
     return 0 if not differences else EXIT_DIFFERENT
 
 
+@dataclass
+class StoppedClients:
+    """What a live restore stopped, to start again afterwards."""
+
+    units: list[str] = field(default_factory=list)
+    containers: list[str] = field(default_factory=list)
+
+
+def stop_clients(settings: Settings) -> StoppedClients:
+    """Stop the database's clients that run: backup_restore_stop_units, and the containers of
+    backup_restore_stop_compose_projects (the app's API and worker)."""
+    stopped = StoppedClients()
+    for unit in settings.restore_stop_units:
+        if subprocess.run(["systemctl", "is-active", "--quiet", unit], check=False).returncode != 0:
+            continue  # not running: nothing to stop, nothing to start afterwards
+        say(f"stopping {unit}")
+        run(["systemctl", "stop", unit])
+        stopped.units.append(unit)
+    for project in settings.restore_stop_compose_projects:
+        if shutil.which("docker") is None:
+            break  # no engine on this host: no container of any project runs
+        listed = run(["docker", "ps", "-q", "--filter", f"label=com.docker.compose.project={project}"])
+        containers = listed.stdout.split()
+        if containers:
+            say(f"stopping the {len(containers)} running containers of compose project {project}")
+            run(["docker", "stop", *containers])
+            stopped.containers += containers
+    return stopped
+
+
+def start_clients(stopped: StoppedClients) -> None:
+    """Start again what stop_clients stopped (each attempted, whatever the others do)."""
+    if stopped.containers:
+        say(f"starting {len(stopped.containers)} containers again")
+        subprocess.run(["docker", "start", *stopped.containers], check=False, capture_output=True)
+    for unit in stopped.units:
+        say(f"starting {unit}")
+        subprocess.run(["systemctl", "start", unit], check=False)
+
+
+def previous_name(database: str, stamp: str) -> str:
+    """The name the live database keeps after a live restore replaced it."""
+    return f"{database}_before_{stamp.lower()}"
+
+
 def confirm(settings: Settings, name: str) -> bool:
     if not sys.stdin.isatty():
         say("refusing a live restore without --yes (stdin is not a terminal)")
@@ -914,8 +1066,23 @@ def confirm(settings: Settings, name: str) -> bool:
     return answer.strip() == settings.database
 
 
+def refuse_connected(postgres: Postgres, database: str, stopped: StoppedClients) -> None:
+    """Refuse (before anything changes) while sessions other than ours are connected to ``database``:
+    they could write during the restore. The stopped clients' connections get a moment to close."""
+    connected = postgres.wait_for_no_sessions(database, 15 if stopped.units or stopped.containers else 0)
+    if connected:
+        raise BackupError(
+            f"refusing: {len(connected)} other session(s) are connected to {database} and could write "
+            f"while it is replaced: {'; '.join(connected)}. Stop those clients (backup_restore_stop_units, "
+            "backup_restore_stop_compose_projects) or end the sessions, then run again; nothing was changed"
+        )
+
+
 def command_restore_live(settings: Settings, name: str, *, yes: bool) -> int:
-    postgres = Postgres(settings.postgres_user)
+    """Restore a set beside the live database, check it, then swap it in; the live database is kept
+    under <database>_before_<time> (undo: restore --undo)."""
+    postgres = Postgres(settings.postgres_user, settings.lock_timeout_seconds)
+    database = settings.database
     with locked(settings.lock_file):
         name = choose_set(settings, name)
         manifest = read_manifest(settings.backup_dir, name)
@@ -923,40 +1090,93 @@ def command_restore_live(settings: Settings, name: str, *, yes: bool) -> int:
         if not yes and not confirm(settings, name):
             return EXIT_ERROR
         started = time.monotonic()
-        for unit in settings.restore_stop_units:
-            say(f"stopping {unit}")
-            run(["systemctl", "stop", unit])
+        stamp = set_name(dt.datetime.now(dt.UTC))
+        previous = previous_name(database, stamp)
+        replacement = f"{database}_restoring"
+        pre = settings.backup_dir / PRE_RESTORE / stamp
+        stopped = stop_clients(settings)
         try:
-            stamp = set_name(dt.datetime.now(dt.UTC))
-            pre = settings.backup_dir / PRE_RESTORE / stamp
+            refuse_connected(postgres, database, stopped)
             pre.mkdir(parents=True, mode=0o700)
-            if postgres.exists(settings.database):
-                postgres.dump(settings.database, pre / DUMP)
-                say(f"pre-restore dump of {settings.database}: {pre / DUMP}")
             if settings.uploads_dir is not None and settings.uploads_dir.is_dir():
                 rsync(settings.uploads_dir, pre / UPLOADS, link_dest=settings.backup_dir / name / UPLOADS)
                 say(f"pre-restore copy of {settings.uploads_dir}: {pre / UPLOADS}")
-            postgres.drop(settings.database)
-            postgres.restore(dump, settings.database, create=True)
+            postgres.drop(replacement)  # what a failed earlier attempt left
+            postgres.create_like(replacement, database)
+            say(f"restoring set {name} into {replacement}, beside the live {database}")
+            try:
+                postgres.restore(dump, replacement, as_dumped=True)
+                restored = postgres.table_facts(replacement)
+                differences = compare(manifest, restored.counts, None, restored.checksums)
+                if differences:
+                    raise BackupError(f"the restored copy differs from set {name}: {'; '.join(differences)}")
+                postgres.swap(database, replacement, previous)
+            except BackupError as error:
+                postgres.drop(replacement)
+                raise BackupError(f"{error}; the live database {database} was not touched") from None
+            say(f"{database} is now set {name}; the database it replaced is {previous}")
             if settings.uploads_dir is not None and manifest.get("uploads"):
                 rsync(settings.backup_dir / name / UPLOADS, settings.uploads_dir, delete=True)
+            rto = time.monotonic() - started
+            # Checked before the clients start again: what they write next is theirs.
+            files = (
+                checksum_tree(settings.uploads_dir)
+                if settings.uploads_dir and manifest.get("uploads")
+                else {}
+            )
+            live = postgres.table_facts(database)
+            differences = compare(manifest, live.counts, files, live.checksums)
         finally:
-            for unit in settings.restore_stop_units:
-                say(f"starting {unit}")
-                subprocess.run(["systemctl", "start", unit], check=False)
-        rto = time.monotonic() - started
-        files = (
-            checksum_tree(settings.uploads_dir) if settings.uploads_dir and manifest.get("uploads") else {}
-        )
-        differences = compare(manifest, postgres.counts(settings.database), files)
+            start_clients(stopped)
     for line in differences:
         say(f"DIFFERENT: {line}")
     say(
-        f"live restore of set {name} into {settings.database} "
+        f"live restore of set {name} into {database} "
         + ("matches the backup" if not differences else f"has {len(differences)} differences")
-        + f" ({rto:.2f} s); the state before it is in {pre}"
+        + f" ({rto:.2f} s); before it: database {previous}, uploads {pre / UPLOADS} "
+        "(toolkit-backup restore --undo goes back to them)"
     )
     return 0 if not differences else EXIT_DIFFERENT
+
+
+def command_restore_undo(settings: Settings, *, yes: bool) -> int:
+    """Go back to the state before the newest live restore: its database and its uploads."""
+    postgres = Postgres(settings.postgres_user, settings.lock_timeout_seconds)
+    database = settings.database
+    with locked(settings.lock_file):
+        befores = postgres.databases(f"{database}_before_")
+        if not befores:
+            raise BackupError(f"no live restore to undo: no database {database}_before_<time>")
+        previous = befores[-1]
+        stamp = previous.removeprefix(f"{database}_before_").upper()
+        if not yes and not confirm(settings, f"the state before the restore of {stamp}"):
+            return EXIT_ERROR
+        undone = f"{database}_undone_{set_name(dt.datetime.now(dt.UTC)).lower()}"
+        stopped = stop_clients(settings)
+        try:
+            refuse_connected(postgres, database, stopped)
+            postgres.swap(database, previous, undone)
+            uploads = settings.backup_dir / PRE_RESTORE / stamp / UPLOADS
+            if settings.uploads_dir is not None and uploads.is_dir():
+                rsync(uploads, settings.uploads_dir, delete=True)
+        finally:
+            start_clients(stopped)
+    say(f"{database} is back to its state before the restore of {stamp}; the restored one is {undone}")
+    return 0
+
+
+def command_restore_drop_previous(settings: Settings) -> int:
+    """Drop the databases live restores and their undoing set aside."""
+    postgres = Postgres(settings.postgres_user, settings.lock_timeout_seconds)
+    with locked(settings.lock_file):
+        names = [
+            *postgres.databases(f"{settings.database}_before_"),
+            *postgres.databases(f"{settings.database}_undone_"),
+        ]
+        for name in names:
+            postgres.drop(name)
+    say(f"dropped {len(names)} set-aside databases{': ' + ', '.join(names) if names else ''}")
+    return 0
 
 
 def command_list(settings: Settings) -> int:
@@ -990,7 +1210,14 @@ def parser() -> argparse.ArgumentParser:
     drill.add_argument("set", nargs="?", default="latest", help="set name (default: the newest)")
     drill.add_argument("--keep", action="store_true", help="keep the scratch database and directory")
     restore = commands.add_parser("restore", help="restore a set into the live database and uploads")
-    restore.add_argument("--live", metavar="SET", required=True, help="set name, or latest")
+    what = restore.add_mutually_exclusive_group(required=True)
+    what.add_argument("--live", metavar="SET", help="set name, or latest")
+    what.add_argument(
+        "--undo", action="store_true", help="go back to the state before the newest live restore"
+    )
+    what.add_argument(
+        "--drop-previous", action="store_true", help="drop the databases live restores (and --undo) set aside"
+    )
     restore.add_argument("--yes", action="store_true", help="do not ask")
     commands.add_parser("restic-init", help="create the restic repository unless it exists")
     commands.add_parser("restic-check", help="restic check the offsite repository")
@@ -1011,6 +1238,10 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.command == "drill":
             return command_drill(settings, args.set, keep=args.keep)
+        if args.command == "restore" and args.undo:
+            return command_restore_undo(settings, yes=args.yes)
+        if args.command == "restore" and args.drop_previous:
+            return command_restore_drop_previous(settings)
         if args.command == "restore":
             return command_restore_live(settings, args.live, yes=args.yes)
         if args.command == "restic-init":
