@@ -89,6 +89,10 @@ def test_rendered_file_holds_exactly_the_budget_and_role_settings(host) -> None:
         "password_encryption",
         "log_min_duration_statement",
         "shared_preload_libraries",
+        # WAL archiving (postgres_archive_command): archive_mode alone while it is off, as here.
+        "archive_mode",
+        "archive_command",
+        "archive_timeout",
     }, role_own
 
 
