@@ -7,3 +7,18 @@ restore-drill: setup ## Restore the newest backup (or SET=<name>) into scratch o
 	ansible-playbook -i $(INVENTORY) playbooks/restore.yml \
 	  $(if $(SET),-e backup_restore_set=$(SET)) $(ANSIBLE_ARGS); \
 	echo "make restore-drill: $(ENV) done in $$(( $$(date +%s) - start )) s"
+
+# Point-in-time recovery (pgBackRest): one of TIME, BACKUP or LATEST, and CONFIRM=<database>.
+TIME ?=
+BACKUP ?=
+LATEST ?=
+REPO ?=
+CONFIRM ?=
+
+.PHONY: restore
+restore: setup ## Restore ENV's PostgreSQL cluster to TIME='2026-12-01 05:30:00+00', BACKUP=<label> or LATEST=1 [REPO=1|2] (CONFIRM=<database>)
+	@start=$$(date +%s); \
+	ansible-playbook -i $(INVENTORY) playbooks/pitr-restore.yml \
+	  -e '{"pitr_restore_time": "$(TIME)", "pitr_restore_backup": "$(BACKUP)", "pitr_restore_latest": $(if $(LATEST),true,false), "pitr_restore_repo": $(or $(REPO),0), "pitr_restore_confirm": "$(CONFIRM)"}' \
+	  $(ANSIBLE_ARGS) || exit 1; \
+	echo "make restore: $(ENV) done in $$(( $$(date +%s) - start )) s"

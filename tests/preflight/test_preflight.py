@@ -28,6 +28,14 @@ def filled_in(deploy_key: str) -> dict[str, object]:
         "alerting_webhook_url": "https://ntfy.invoices.test/toolkit-alerts",
         "backup_restic_enabled": True,
         "backup_restic_repository": "sftp:backup@backup.invoices.test:/srv/restic/toolkit",
+        "backup_pitr_offsite": {
+            "type": "s3",
+            "endpoint": "s3.us-west-004.backblazeb2.com",
+            "region": "us-west-004",
+            "bucket": "invoices-test-pitr",
+            "key": "0040000000000000000000001",
+            "key_secret": "K004-not-a-real-application-key",
+        },
     }
 
 
@@ -61,6 +69,7 @@ def test_shipped_production_files_name_every_placeholder_in_one_run(host: Host, 
         ("app", "app_jwt_secret", vault),
         ("alerting", "alerting_required", settings),
         ("backup", "backup_offsite_required", settings),
+        ("backup", "backup_pitr_offsite", settings),
     ]
     for role, variable, where in expected:
         _message, edit = problem(run, role, variable)

@@ -78,6 +78,9 @@ def _database_exists(host, name: str) -> bool:
         ("toolkit-backup.timer", "*-*-* 03:00:00"),
         ("toolkit-restore-drill.timer", "Sun *-*-* 04:30:00"),
         ("toolkit-backup-restic-check.timer", "Sun *-*-* 05:30:00"),
+        ("toolkit-pitr-full.timer", "Sun *-*-* 01:30:00"),
+        ("toolkit-pitr-diff.timer", "Mon..Sat *-*-* 01:30:00"),
+        ("toolkit-pitr-verify.timer", "Sat *-*-* 05:00:00"),
     ],
 )
 def test_timers_are_enabled_on_their_schedule(host, timer: str, calendar: str) -> None:
@@ -89,7 +92,14 @@ def test_timers_are_enabled_on_their_schedule(host, timer: str, calendar: str) -
 
 
 @pytest.mark.parametrize(
-    "unit", ["toolkit-backup.service", "toolkit-restore-drill.service", "toolkit-backup-restic-check.service"]
+    "unit",
+    [
+        "toolkit-backup.service",
+        "toolkit-restore-drill.service",
+        "toolkit-backup-restic-check.service",
+        "toolkit-pitr-backup@full.service",
+        "toolkit-pitr-verify.service",
+    ],
 )
 def test_failures_trigger_the_alert_unit(host, unit: str) -> None:
     assert (
@@ -549,6 +559,11 @@ def test_a_live_restore_refuses_while_another_session_is_connected(host) -> None
             "alerting_webhook_url must be an http(s) URL",
         ),
         ({"backup_uploads_dir": "uploads"}, "backup_uploads_dir an absolute path"),
+        ({"backup_pitr_offsite": {"type": "s3", "bucket": "b"}}, "backup_pitr_offsite must be {type: s3"),
+        (
+            {"backup_pitr_cipher_pass": "short"},
+            "backup_pitr_cipher_pass (the offsite repository's encryption",
+        ),
     ],
 )
 def test_bad_variable_fails_before_any_change(
@@ -558,5 +573,5 @@ def test_bad_variable_fails_before_any_change(
         "converge.yml",
         extra_vars,
         message,
-        watch="md5sum /etc/toolkit/backup.json /etc/systemd/system/toolkit-backup.timer",
+        watch="md5sum /etc/toolkit/backup.json /etc/systemd/system/toolkit-backup.timer /etc/pgbackrest.conf",
     )

@@ -222,3 +222,60 @@ def test_a_live_restore_stops_the_apps_containers_and_brings_them_back(host) -> 
         assert json.loads(ready)["checks"]["database"]["status"] == "ok"
     finally:
         host.run("toolkit-backup restore --drop-previous")
+
+
+def test_wal_is_archived_into_the_local_and_the_offsite_repository(host) -> None:
+    """pgBackRest (2.45 on Debian 12, 2.55 on 13) archives every WAL segment into both repositories,
+    the offsite one encrypted on its own volume, and each holds the full backup converge took."""
+    check = host.run("runuser -u postgres -- pgbackrest --stanza=main check")
+    assert check.rc == 0, check.stdout + check.stderr
+    (stanza,) = json.loads(
+        host.check_output("runuser -u postgres -- pgbackrest --stanza=main info --output=json")
+    )
+    assert {repo["key"]: repo["status"]["code"] for repo in stanza["repo"]} == {1: 0, 2: 0}
+    assert {b["database"]["repo-key"] for b in stanza["backup"] if b["type"] == "full"} == {1, 2}
+    assert host.check_output("head -c 8 /srv/offsite/pgbackrest/backup/main/backup.info") == "Salted__"
+    assert host.service("toolkit-pitr-full.timer").is_enabled
+    assert host.service("toolkit-pitr-diff.timer").is_enabled
+    wal = host.run("toolkit-healthcheck --only wal")
+    assert wal.rc == 0, wal.stdout + wal.stderr
+    assert wal.stdout.startswith("PASS wal"), wal.stdout
+
+
+@pytest.mark.on_host(
+    "production-debian12",
+    reason="the restore mechanics are proven on Debian 13 in molecule/backup; this proves PostgreSQL 15"
+    " and pgBackRest 2.45 with the app running",
+)
+def test_a_point_in_time_restore_from_the_offsite_repository_with_the_app_running(host) -> None:
+    host.check_output(
+        "runuser -u postgres -- psql -Xq -d invoice -c 'CREATE TABLE pitr_probe (at timestamptz)'"
+        " -c 'INSERT INTO pitr_probe VALUES (now())'"
+    )
+    running = set(
+        host.check_output("docker ps -q --filter label=com.docker.compose.project=invoice-service").split()
+    )
+    try:
+        restore = host.run("toolkit-pitr restore --latest --repo 2 --yes")
+        assert restore.rc == 0, restore.stdout + restore.stderr
+        assert "stopping the" in restore.stdout
+        probe = host.check_output(
+            "runuser -u postgres -- psql -XAtq -d invoice -c 'SELECT count(*) FROM pitr_probe'"
+        )
+        assert probe == "1"
+        after = set(
+            host.check_output(
+                "docker ps -q --filter label=com.docker.compose.project=invoice-service"
+            ).split()
+        )
+        assert after == running
+        ready = ""
+        for _ in range(60):
+            ready = http_get(host, "http://127.0.0.1:8000/health/ready")
+            if ready:
+                break
+            time.sleep(1)
+        assert json.loads(ready)["checks"]["database"]["status"] == "ok"
+    finally:
+        host.run("toolkit-pitr restore --drop-previous")
+        host.run("runuser -u postgres -- psql -Xq -d invoice -c 'DROP TABLE IF EXISTS pitr_probe'")
