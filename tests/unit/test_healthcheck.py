@@ -361,3 +361,29 @@ def test_alert_mode_saves_state_only_after_delivery(
     assert hc.alert(settings, [hc.Result("disk", "PASS", "fine")]) == 0
     assert sent == ["alert", "alert", "recovery"]
     assert "sent recovery (all pass)" in capsys.readouterr().out
+
+
+# --- wal: WAL archiving for point-in-time recovery (pg_stat_archiver's row, as WAL_SQL prints it) ---
+
+
+def test_wal_passes_while_segments_are_archived() -> None:
+    result = hc.wal_result("on|42|false||1\n", 64)
+    assert result.status == "PASS"
+    assert result.detail == "last segment archived 42 s ago, 1 waiting"
+
+
+def test_wal_fails_when_the_last_attempt_failed_naming_the_segment() -> None:
+    result = hc.wal_result("on|3600|true|00000001000000000000002A|12", 64)
+    assert result.status == "FAIL"
+    assert "archiving 00000001000000000000002A failed at the last attempt, 12 segments wait" in result.detail
+    assert "last segment archived 3600 s ago" in result.detail
+
+
+def test_wal_fails_when_too_many_segments_wait_even_without_a_failure_yet() -> None:
+    result = hc.wal_result("on|-1|false||65", 64)
+    assert result.status == "FAIL"
+    assert result.detail.startswith("65 segments wait to be archived (more than 64); no segment archived yet")
+
+
+def test_wal_is_skipped_with_archiving_off() -> None:
+    assert hc.wal_result("off|-1|false||0", 64).status == "SKIP"

@@ -38,7 +38,7 @@ from typing import Any
 
 DEFAULT_CONFIG = Path("/etc/toolkit/healthcheck.json")
 PASS, WARN, FAIL, SKIP = "PASS", "WARN", "FAIL", "SKIP"
-CHECKS = ("api", "postgres", "redis", "providers", "memory", "disk", "backup", "drill", "tls", "units")
+CHECKS = ("api", "postgres", "redis", "providers", "memory", "disk", "backup", "wal", "drill", "tls", "units")
 SET_NAME = re.compile(r"^\d{8}T\d{6}Z$")
 SET_TIME_FORMAT = "%Y%m%dT%H%M%SZ"
 # A backup set named more than this after the clock is "in the future" (the clock jumped).
@@ -108,6 +108,7 @@ class Settings:
     backup_max_age_hours: float = 26.0
     backup_timer: str = "toolkit-backup.timer"
     drill_unit: str = "toolkit-restore-drill.service"
+    wal_max_waiting: int = 64
     tls_domain: str = ""
     tls_address: str = "127.0.0.1"
     tls_port: int = 443
@@ -294,6 +295,39 @@ def backup_result(
     if age > max_hours:
         return Result("backup", FAIL, f"{detail} (more than {max_hours:g} h)")
     return Result("backup", PASS, detail)
+
+
+# archive_mode | seconds since the last archived segment (-1: none yet) | did the last attempt fail |
+# the segment that failed | segments waiting to be archived (.ready files in pg_wal/archive_status).
+WAL_SQL = (
+    "SELECT current_setting('archive_mode') || '|'"
+    " || coalesce(extract(epoch FROM now() - last_archived_time)::bigint, -1) || '|'"
+    " || coalesce(last_failed_time > coalesce(last_archived_time, '-infinity'), false) || '|'"
+    " || coalesce(last_failed_wal, '') || '|'"
+    " || (SELECT count(*) FROM pg_ls_archive_statusdir() WHERE name LIKE '%.ready')"
+    " FROM pg_stat_archiver"
+)
+
+
+def wal_result(row: str, max_waiting: int) -> Result:
+    """Judge WAL archiving (point-in-time recovery) from WAL_SQL's row."""
+    mode, age, failing, failed_wal, waiting_text = row.strip().split("|")
+    waiting = int(waiting_text)
+    if mode == "off":
+        return Result("wal", SKIP, "not checked: archiving is off (backup_pitr_enabled is false)")
+    last = "no segment archived yet" if int(age) < 0 else f"last segment archived {int(age)} s ago"
+    if failing == "true":
+        return Result(
+            "wal",
+            FAIL,
+            f"archiving {failed_wal} failed at the last attempt, {waiting} segments wait; {last}"
+            " (/var/log/pgbackrest/, sudo toolkit-pitr info)",
+        )
+    if waiting > max_waiting:
+        return Result(
+            "wal", FAIL, f"{waiting} segments wait to be archived (more than {max_waiting}); {last}"
+        )
+    return Result("wal", PASS, f"{last}, {waiting} waiting")
 
 
 def drill_result(unit: str, load_state: str, is_failed: str) -> Result:
@@ -530,6 +564,23 @@ def systemctl(*args: str) -> str:
     return done.stdout.strip()
 
 
+def check_wal(settings: Settings) -> Result:
+    """Ask the local cluster over its socket, as postgres (the check runs as root)."""
+    if shutil.which("psql") is None or shutil.which("runuser") is None:
+        return Result("wal", SKIP, "not checked: no PostgreSQL on this host")
+    done = subprocess.run(
+        ["runuser", "-u", "postgres", "--", "psql", "-XAtq", "-d", "postgres", "-c", WAL_SQL],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=15,
+        cwd="/",
+    )
+    if done.returncode != 0:
+        return Result("wal", WARN, f"could not ask PostgreSQL: {(done.stderr or done.stdout).strip()}")
+    return wal_result(done.stdout, settings.wal_max_waiting)
+
+
 def check_drill(settings: Settings) -> Result:
     load_state = systemctl("show", "-p", "LoadState", "--value", settings.drill_unit)
     return drill_result(settings.drill_unit, load_state, systemctl("is-failed", settings.drill_unit))
@@ -572,6 +623,7 @@ RUNNERS: dict[str, Callable[[Settings], Result]] = {
     "disk": check_disk,
     "backup": check_backup,
     "drill": check_drill,
+    "wal": check_wal,
     "tls": check_tls,
     "units": check_units,
 }
