@@ -112,6 +112,12 @@ def run_playbook(host: object) -> Callable[..., PlaybookRun]:
     Uses Molecule's inventory and ansible.cfg (MOLECULE_INVENTORY_FILE, ANSIBLE_CONFIG), so the
     run sees exactly the variables converge saw, plus ``extra_vars``.
     """
+    return playbook_runner(host)
+
+
+def playbook_runner(host: object) -> Callable[..., PlaybookRun]:
+    """What the run_playbook fixture returns, for fixtures of a wider scope (several tests that
+    assert on the same runs: each ansible-playbook run costs half a minute on this machine)."""
     name = host.backend.host  # type: ignore[attr-defined]
 
     def run(playbook: str | Path, extra_vars: dict[str, object] | None = None) -> PlaybookRun:
@@ -176,6 +182,11 @@ def tiny_image(host: object) -> str:
     serves /www over HTTP with ``httpd -f -p PORT -h /www`` and has ``nc`` for probes (its
     ``wget`` crashes in Debian 12's static build).
     """
+    return build_tiny_image(host)
+
+
+def build_tiny_image(host: object) -> str:
+    """What the tiny_image fixture returns (builds the image once per host), for wider scopes."""
     if host.run(f"docker image inspect {TINY_IMAGE}").rc != 0:  # type: ignore[attr-defined]
         host.check_output(  # type: ignore[attr-defined]
             "DEBIAN_FRONTEND=noninteractive apt-get install -y -q busybox-static >/dev/null"

@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import PROJECT
+import yaml
+from conftest import PROJECT, PlaybookRun, playbook_runner
 
 DEPLOY_USER = "deploy"
 SSH_AUDIT = Path(sys.executable).parent / "ssh-audit"
@@ -152,19 +153,29 @@ def test_algorithms_are_the_hardened_policy_in_order(host, keyword: str) -> None
     assert settings[keyword][0].split(",") == _policy(host)[keyword]
 
 
-def test_ssh_audit_hardened_policy_passes(host) -> None:
+def _ssh_audit(host, port: int = 22) -> tuple[str, int, str]:
+    """ssh-audit's hardened policy for the host's release against the sshd answering on ``port``:
+    the policy's name, ssh-audit's exit code and its report."""
     policy = _policy(host)["name"]
     audit = subprocess.run(
-        [str(SSH_AUDIT), "--no-colors", "--timeout=15", "-P", policy, _address(host)],
+        [str(SSH_AUDIT), "--no-colors", "--timeout=15", "-p", str(port), "-P", policy, _address(host)],
         capture_output=True,
         text=True,
         timeout=120,
         check=False,
     )
-    report = audit.stdout + audit.stderr
-    assert audit.returncode == 0, report
+    return policy, audit.returncode, audit.stdout + audit.stderr
+
+
+def _assert_policy_passed(audit: tuple[str, int, str]) -> None:
+    policy, returncode, report = audit
+    assert returncode == 0, report
     assert f"Policy: {policy}" in report
     assert "Result: ✔ Passed" in report, report
+
+
+def test_ssh_audit_hardened_policy_passes(host) -> None:
+    _assert_policy_passed(_ssh_audit(host))
 
 
 def test_host_offers_a_4096_bit_rsa_and_an_ed25519_key_and_no_ecdsa(host, tmp_path) -> None:
@@ -382,27 +393,6 @@ def _listen_ports(host) -> str:
     return host.check_output("systemctl show ssh.socket --property=Listen --value")
 
 
-def test_a_new_port_reaches_sshd_and_socket_activation(host, run_playbook, test_key) -> None:
-    """It moves sshd to port 2222 and puts it back."""
-    assert _listen_ports(host) == "[::]:22 (Stream)"
-    try:
-        moved = run_playbook("apply.yml", {"ssh_hardening_port": 2222})
-        assert moved.rc == 0, moved.output[-3000:]
-        assert _sshd_settings(host)["port"] == ["2222"]
-        assert _listen_ports(host) == "[::]:2222 (Stream)"
-        login = _ssh(host, DEPLOY_USER, key=test_key, port=2222)
-        assert login.returncode == 0, login.stderr
-        old_port = _ssh(host, DEPLOY_USER, key=test_key, port=22)
-        assert old_port.returncode == 255
-        assert "Connection refused" in old_port.stderr, old_port.stderr
-    finally:
-        restored = run_playbook("apply.yml")
-    assert restored.rc == 0, restored.output[-3000:]
-    assert _sshd_settings(host)["port"] == ["22"]
-    assert _listen_ports(host) == "[::]:22 (Stream)"
-    assert _ssh(host, DEPLOY_USER, key=test_key).returncode == 0
-
-
 # The server's KEXINIT proposal as ``ssh -vv`` prints it, keyword -> sshd -T keyword.
 _PROPOSAL = {
     "KEX algorithms": "kexalgorithms",
@@ -414,9 +404,9 @@ _PROPOSAL = {
 _ANNOUNCED = {"ext-info-s", "kex-strict-s-v00@openssh.com"}
 
 
-def _offered_by_running_sshd(host, test_key: Path) -> dict[str, set[str]]:
-    """What the sshd that answers on port 22 offers (its KEXINIT), by sshd -T keyword."""
-    probe = _ssh(host, DEPLOY_USER, "-vv", key=test_key)
+def _offered_by_running_sshd(host, test_key: Path, port: int = 22) -> dict[str, set[str]]:
+    """What the sshd that answers on ``port`` offers (its KEXINIT), by sshd -T keyword."""
+    probe = _ssh(host, DEPLOY_USER, "-vv", key=test_key, port=port)
     lines = probe.stderr.splitlines()
     start = next(i for i, line in enumerate(lines) if "peer server KEXINIT proposal" in line)
     offered: dict[str, set[str]] = {}
@@ -428,14 +418,63 @@ def _offered_by_running_sshd(host, test_key: Path) -> dict[str, set[str]]:
     return offered
 
 
-def test_a_failed_first_run_still_applies_the_hardening(host, run_playbook, test_key) -> None:
-    """Last test of the file (it enables and then disables ufw). As a first production run that
-    stops after ssh_hardening: sshd starts on Debian's stock configuration, playbooks/provision.yml
-    writes the hardened drop-in and then fails in the next role (fail2ban, on a bad value), and a
-    re-run finds nothing to change. The running sshd must still be the hardened one: the play
-    forces its handlers when it fails."""
-    name = host.backend.host
+def _provision_play_with_roles(first: str, last: str, directory: Path) -> Path:
+    """playbooks/provision.yml's Provision play as it stands (its hosts, become, force_handlers and
+    every other keyword), with only its roles from ``first`` to ``last``: a run that reaches and
+    fails in ``last`` without spending minutes on the roles before ``first``."""
+    plays = yaml.safe_load((PROJECT / "playbooks" / "provision.yml").read_text())
+    play = next(play for play in plays if play.get("name") == "Provision")
+    names = [role["role"] if isinstance(role, dict) else role for role in play["roles"]]
+    roles = play["roles"][names.index(first) : names.index(last) + 1]
+    assert roles, f"{first} does not come before {last} in playbooks/provision.yml"
+    playbook = directory / "provision.yml"
+    playbook.write_text(yaml.safe_dump([{**play, "roles": roles}], sort_keys=False))
+    return playbook
+
+
+NEW_PORT = 2222
+
+
+@dataclass(frozen=True)
+class FirstRun:
+    """A failed first run on a new port, its re-run, and the run that puts port 22 back, with what
+    was seen on the host after each (read by the last two tests of the file)."""
+
+    failed: PlaybookRun
+    drop_in_written: bool
+    port_after_failed: list[str]
+    listen_after_failed: str
+    login_on_new_port: subprocess.CompletedProcess
+    login_on_old_port: subprocess.CompletedProcess
+    rerun: PlaybookRun
+    audit: tuple[str, int, str]
+    root_login: subprocess.CompletedProcess
+    settings: dict[str, list[str]]
+    offered: dict[str, set[str]]
+    restored: PlaybookRun
+    port_after_restore: list[str]
+    listen_after_restore: str
+    login_after_restore: subprocess.CompletedProcess
+    login_on_new_port_after_restore: subprocess.CompletedProcess
+
+
+@pytest.fixture(scope="module")
+def first_run(host, test_key: Path, tmp_path_factory: pytest.TempPathFactory) -> FirstRun:
+    """Moves sshd to another port and back, so only the last two tests of the file use it.
+
+    As a first production run that stops after ssh_hardening: sshd starts on Debian's stock
+    configuration, the Provision play of playbooks/provision.yml writes the hardened drop-in with
+    a new port (ssh_hardening_port 2222) and then fails in the next role (fail2ban, on a bad
+    value); a re-run finds nothing to change; a last run with the default port puts port 22 back.
+    The play runs with its roles from ssh_hardening on: base has converged and leaves nothing
+    pending, ufw flushes its own handlers (neither has a say in sshd's).
+
+    One sequence of three ansible-playbook runs for the new port and the failed first run (each
+    run costs half a minute on this machine).
+    """
+    run_playbook = playbook_runner(host)
     public_key = test_key.with_suffix(".pub").read_text().strip()
+    assert _listen_ports(host) == "[::]:22 (Stream)"
     host.check_output("install -d -m 0700 /root/.ssh && cp -a /root/.ssh /root/.ssh.before-test")
     try:
         # Debian's stock sshd: the role's drop-in gone, the running daemon reloaded without it.
@@ -445,35 +484,81 @@ def test_a_failed_first_run_still_applies_the_hardening(host, run_playbook, test
         assert _ssh(host, "root", key=test_key).returncode == 0, "the stock sshd should let root in"
 
         failed = run_playbook(
-            PROJECT / "playbooks" / "provision.yml",
-            {
-                # The converge's host name (the container's name is no valid host name).
-                "base_hostname": "vps-" + name.rsplit("-", 1)[-1],
-                # The tests log in from the controller many times in a row.
-                "ufw_ssh_rate_limit": False,
-                # Fails at the start of the role after ssh_hardening.
-                "fail2ban_sshd_mode": "not-a-mode",
-            },
+            _provision_play_with_roles("ssh_hardening", "fail2ban", tmp_path_factory.mktemp("first-run")),
+            # Fails at the start of the role after ssh_hardening.
+            {"ssh_hardening_port": NEW_PORT, "fail2ban_sshd_mode": "not-a-mode"},
         )
-        assert failed.rc != 0, failed.output[-3000:]
-        assert "fail2ban_sshd_mode" in failed.output, failed.output[-3000:]
-        assert host.file(DROP_IN).exists, failed.output[-3000:]
+        drop_in_written = host.file(DROP_IN).exists
+        port_after_failed = _sshd_settings(host)["port"]
+        listen_after_failed = _listen_ports(host)
+        login_on_new_port = _ssh(host, DEPLOY_USER, key=test_key, port=NEW_PORT)
+        login_on_old_port = _ssh(host, DEPLOY_USER, key=test_key, port=22)
 
-        rerun = run_playbook("apply.yml")
-        assert rerun.rc == 0, rerun.output[-3000:]
-        assert rerun.recap.get("changed") == 0, rerun.output[-3000:]
+        rerun = run_playbook("apply.yml", {"ssh_hardening_port": NEW_PORT})
 
-        # What an operator checks: the policy passes and root is refused...
-        test_ssh_audit_hardened_policy_passes(host)
-        refused = _ssh(host, "root", key=test_key)
-        assert refused.returncode == 255, refused.stderr
-        assert "Permission denied (publickey)" in refused.stderr, refused.stderr
-        # ...because the running sshd offers exactly what the files on disk say.
+        # What an operator checks: the policy passes and root is refused, because the running sshd
+        # offers exactly what the files on disk say.
+        audit = _ssh_audit(host, NEW_PORT)
+        root_login = _ssh(host, "root", key=test_key, port=NEW_PORT)
         settings = _sshd_settings(host)
-        assert settings["permitrootlogin"] == ["no"]
-        offered = _offered_by_running_sshd(host, test_key)
-        for keyword, values in offered.items():
-            assert values == set(settings[keyword][0].split(",")), (keyword, values, settings[keyword])
+        offered = _offered_by_running_sshd(host, test_key, NEW_PORT)
     finally:
         host.run("rm -rf /root/.ssh && mv /root/.ssh.before-test /root/.ssh")
-        host.run("command -v ufw >/dev/null && ufw --force disable")
+        restored = run_playbook("apply.yml")
+    return FirstRun(
+        failed=failed,
+        drop_in_written=drop_in_written,
+        port_after_failed=port_after_failed,
+        listen_after_failed=listen_after_failed,
+        login_on_new_port=login_on_new_port,
+        login_on_old_port=login_on_old_port,
+        rerun=rerun,
+        audit=audit,
+        root_login=root_login,
+        settings=settings,
+        offered=offered,
+        restored=restored,
+        port_after_restore=_sshd_settings(host)["port"],
+        listen_after_restore=_listen_ports(host),
+        login_after_restore=_ssh(host, DEPLOY_USER, key=test_key),
+        login_on_new_port_after_restore=_ssh(host, DEPLOY_USER, key=test_key, port=NEW_PORT),
+    )
+
+
+def test_a_new_port_reaches_sshd_and_socket_activation(first_run: FirstRun) -> None:
+    """sshd and the socket move to port 2222 (in the failed first run, whose handlers are forced),
+    and back to 22 in a run that succeeds: the new port lets the deploy user in, the old refuses."""
+    run = first_run
+    assert run.port_after_failed == [str(NEW_PORT)], run.failed.output[-3000:]
+    assert run.listen_after_failed == f"[::]:{NEW_PORT} (Stream)"
+    assert run.login_on_new_port.returncode == 0, run.login_on_new_port.stderr
+    assert run.login_on_old_port.returncode == 255
+    assert "Connection refused" in run.login_on_old_port.stderr, run.login_on_old_port.stderr
+    # Back to the default port.
+    assert run.restored.rc == 0, run.restored.output[-3000:]
+    assert run.port_after_restore == ["22"]
+    assert run.listen_after_restore == "[::]:22 (Stream)"
+    assert run.login_after_restore.returncode == 0, run.login_after_restore.stderr
+    assert run.login_on_new_port_after_restore.returncode == 255
+    assert "Connection refused" in run.login_on_new_port_after_restore.stderr, (
+        run.login_on_new_port_after_restore.stderr
+    )
+
+
+def test_a_failed_first_run_still_applies_the_hardening(first_run: FirstRun) -> None:
+    """The running sshd is the hardened one after a first run that failed after ssh_hardening (the
+    play forces its handlers when it fails), and a re-run finds nothing to change."""
+    run = first_run
+    assert run.failed.rc != 0, run.failed.output[-3000:]
+    assert "fail2ban_sshd_mode" in run.failed.output, run.failed.output[-3000:]
+    assert run.drop_in_written, run.failed.output[-3000:]
+    assert run.rerun.rc == 0, run.rerun.output[-3000:]
+    assert run.rerun.recap.get("changed") == 0, run.rerun.output[-3000:]
+    # What an operator checks: the policy passes and root is refused...
+    _assert_policy_passed(run.audit)
+    assert run.root_login.returncode == 255, run.root_login.stderr
+    assert "Permission denied (publickey)" in run.root_login.stderr, run.root_login.stderr
+    # ...because the running sshd offers exactly what the files on disk say.
+    assert run.settings["permitrootlogin"] == ["no"]
+    for keyword, values in run.offered.items():
+        assert values == set(run.settings[keyword][0].split(",")), (keyword, values, run.settings[keyword])

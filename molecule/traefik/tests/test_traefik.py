@@ -7,11 +7,12 @@ as YAML on the host), the running proxy whenever the image is present in the hos
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import yaml
-from conftest import PROJECT, http_get
+from conftest import PROJECT, PlaybookRun, build_tiny_image, http_get, playbook_runner
 
 DEFAULTS = yaml.safe_load((PROJECT / "roles/traefik/defaults/main.yml").read_text())
 IMAGE: str = DEFAULTS["traefik_image"]
@@ -162,35 +163,6 @@ def test_without_the_image_the_role_says_so_and_reports_traefik_running_false(ho
     )
 
 
-def test_dashboard_is_its_own_router_behind_basic_auth_when_enabled(host, run_playbook) -> None:
-    dashboard_vars = {
-        "traefik_dashboard_enabled": True,
-        "traefik_dashboard_host": "traefik.invoices.test",
-        "traefik_dashboard_users": [BCRYPT_USER],
-    }
-    try:
-        run = run_playbook("traefik.yml", dashboard_vars)
-        assert run.rc == 0, run.output[-3000:]
-        assert BCRYPT_USER.split(":", 1)[1] not in run.output, "the password hash was logged"
-        static = _parse(host, STATIC)
-        dynamic = _parse(host, DASHBOARD)
-        mode = host.file(DASHBOARD).mode
-    finally:
-        restored = run_playbook("traefik.yml")
-    assert static["api"] == {"dashboard": True, "insecure": False}
-    router = dynamic["http"]["routers"]["dashboard"]
-    assert router["rule"] == "Host(`traefik.invoices.test`)"
-    assert router["service"] == "api@internal"
-    assert router["entryPoints"] == ["websecure"]
-    assert router["middlewares"] == ["dashboard-auth"]
-    assert dynamic["http"]["middlewares"]["dashboard-auth"] == {"basicAuth": {"users": [BCRYPT_USER]}}
-    assert mode == 0o600
-    # Turned off again: the router file is gone and the API with it.
-    assert restored.rc == 0, restored.output[-3000:]
-    assert not host.file(DASHBOARD).exists
-    assert "api" not in _parse(host, STATIC)
-
-
 # --- Bad input and a missing image in production -------------------------------------------------
 
 
@@ -298,7 +270,7 @@ def test_only_a_static_change_restarts_the_proxy(host, run_playbook, running: No
     assert after_static != before, "a change of static configuration did not restart the proxy"
 
 
-# --- The role's container handling, with a stand-in image (runs everywhere) --------------------
+# --- The role's container handling and the dashboard, with a stand-in image (runs everywhere) --
 
 STANDIN_IMAGE = "toolkit/traefik-standin:v0.0.1"
 STANDIN_ENTRYPOINT = r"""#!/bin/sh
@@ -313,9 +285,49 @@ exec httpd -f -p 8082 -h /standin
 """
 
 
-@pytest.fixture
-def standin_image(host, tiny_image: str) -> str:
+def _changed_tasks(output: str) -> list[str]:
+    """The tasks and handlers a run's output reports as changed, in order ("role : name")."""
+    changed: list[str] = []
+    task = ""
+    for line in output.splitlines():
+        if line.startswith(("TASK [", "RUNNING HANDLER [")):
+            task = line.split("[", 1)[1].rsplit("]", 1)[0]
+        elif line.startswith("changed: [") and (not changed or changed[-1] != task):
+            changed.append(task)
+    return changed
+
+
+@dataclass(frozen=True)
+class StandinRuns:
+    """The runs of the stand-in sequence and what was read on the host after each.
+
+    One sequence of four ansible-playbook runs serves the container handling, its idempotence and
+    the dashboard (each run costs up to half a minute on this machine): the second run changes a
+    dynamic setting only, so every other task of it shows the first run's result is kept; the
+    static change that must restart the container is the dashboard's own (its API is static
+    configuration) plus a log level.
+    """
+
+    first: PlaybookRun  # report.yml, the stand-in image: creates the container
+    dynamic: PlaybookRun  # the same plus a dynamic change only (HSTS max-age)
+    static: PlaybookRun  # plus static changes: the log level and the dashboard
+    restored: PlaybookRun  # the defaults again, the stand-in container removed
+    before: str  # the container's StartedAt after `first`
+    after_dynamic: str
+    after_static: str
+    middlewares_after_dynamic: dict
+    inspect: dict  # docker inspect after the static change
+    ping: str
+    static_config: dict  # traefik.yml after the static change
+    dashboard: dict  # dashboard.yml after the static change
+    dashboard_mode: int
+    dashboard_after_restore: bool  # dashboard.yml exists after the restore
+    static_after_restore: dict
+
+
+def _build_standin_image(host) -> str:
     """A busybox image playing Traefik's part for the container plumbing, built on the host."""
+    tiny_image = build_tiny_image(host)
     if host.run(f"docker image inspect {STANDIN_IMAGE}").rc != 0:
         host.check_output(
             "rm -rf /tmp/standin && mkdir -p /tmp/standin/www && echo OK > /tmp/standin/www/ping"
@@ -331,13 +343,20 @@ def standin_image(host, tiny_image: str) -> str:
     return STANDIN_IMAGE
 
 
-def test_container_handling_with_a_standin_image(host, run_playbook, standin_image: str) -> None:
-    """Ports, mounts, limits, health wait, the running fact, idempotence and restart-only-for-static."""
+@pytest.fixture(scope="module")
+def standin_runs(host) -> StandinRuns:
+    """Runs the stand-in sequence once for the tests below, then puts the defaults back."""
+    run_playbook = playbook_runner(host)
     standin = {
-        "traefik_image": standin_image,
+        "traefik_image": _build_standin_image(host),
         "traefik_container_name": "traefik-standin",
         "traefik_http_port": 18080,
         "traefik_https_port": 18443,
+    }
+    dashboard_vars = {
+        "traefik_dashboard_enabled": True,
+        "traefik_dashboard_host": "traefik.invoices.test",
+        "traefik_dashboard_users": [BCRYPT_USER],
     }
 
     def started() -> str:
@@ -345,25 +364,55 @@ def test_container_handling_with_a_standin_image(host, run_playbook, standin_ima
 
     try:
         first = run_playbook("report.yml", standin)
-        again = run_playbook("report.yml", standin)
         before = started()
         dynamic = run_playbook("traefik.yml", {**standin, "traefik_hsts_max_age": 600})
         after_dynamic = started()
+        middlewares_after_dynamic = _parse(host, MIDDLEWARES)
         static = run_playbook(
-            "traefik.yml", {**standin, "traefik_hsts_max_age": 600, "traefik_log_level": "WARN"}
+            "traefik.yml",
+            {**standin, "traefik_hsts_max_age": 600, "traefik_log_level": "WARN", **dashboard_vars},
         )
         after_static = started()
         inspect = json.loads(host.check_output("docker inspect traefik-standin"))[0]
         ping = http_get(host, "http://127.0.0.1:8082/ping")
+        static_config = _parse(host, STATIC)
+        dashboard = _parse(host, DASHBOARD)
+        dashboard_mode = host.file(DASHBOARD).mode
     finally:
         host.run("docker rm -f traefik-standin")
+        # The defaults again; dashboard off (the dashboard test asserts this run's effects).
         restored = run_playbook("traefik.yml")
+    return StandinRuns(
+        first=first,
+        dynamic=dynamic,
+        static=static,
+        restored=restored,
+        before=before,
+        after_dynamic=after_dynamic,
+        after_static=after_static,
+        middlewares_after_dynamic=middlewares_after_dynamic,
+        inspect=inspect,
+        ping=ping,
+        static_config=static_config,
+        dashboard=dashboard,
+        dashboard_mode=dashboard_mode,
+        dashboard_after_restore=host.file(DASHBOARD).exists,
+        static_after_restore=_parse(host, STATIC),
+    )
+
+
+def test_container_handling_with_a_standin_image(standin_runs: StandinRuns) -> None:
+    """Ports, mounts, limits, health wait, the running fact, idempotence and restart-only-for-static."""
+    runs = standin_runs
+    first, dynamic, inspect = runs.first, runs.dynamic, runs.inspect
     assert first.rc == 0, first.output[-3000:]
     assert "traefik_running=True" in first.output, first.output[-3000:]
-    assert again.rc == 0, again.output[-3000:]
-    assert again.recap.get("changed") == 0, again.output[-3000:]
+    # Idempotence: the run after it changes the middlewares it was asked to change, nothing else.
+    assert dynamic.rc == 0, dynamic.output[-3000:]
+    assert _changed_tasks(dynamic.output) == ["traefik : Write the middlewares"], dynamic.output[-3000:]
+    assert dynamic.recap.get("changed") == 1, dynamic.output[-3000:]
     assert inspect["State"]["Health"]["Status"] == "healthy"
-    assert ping == "OK"
+    assert runs.ping == "OK"
     config = inspect["HostConfig"]
     assert config["PortBindings"] == {
         "80/tcp": [{"HostIp": "0.0.0.0", "HostPort": "18080"}],
@@ -383,8 +432,31 @@ def test_container_handling_with_a_standin_image(host, run_playbook, standin_ima
     assert (mounts["/tmp"]["Source"], mounts["/tmp"]["RW"]) == ("/var/lib/traefik/buffer", True)
     assert not config.get("Tmpfs")
     assert list(inspect["NetworkSettings"]["Networks"]) == ["edge"]
-    assert dynamic.rc == 0, dynamic.output[-3000:]
-    assert after_dynamic == before, "a change of dynamic configuration restarted the container"
-    assert static.rc == 0, static.output[-3000:]
-    assert after_static != after_dynamic, "a change of static configuration did not restart the container"
-    assert restored.rc == 0, restored.output[-3000:]
+    headers = runs.middlewares_after_dynamic["http"]["middlewares"]["security-headers"]["headers"]
+    assert headers["stsSeconds"] == 600, "the dynamic change did not reach middlewares.yml"
+    assert runs.after_dynamic == runs.before, "a change of dynamic configuration restarted the container"
+    assert runs.static.rc == 0, runs.static.output[-3000:]
+    assert runs.static_config["log"]["level"] == "WARN"
+    assert runs.after_static != runs.after_dynamic, (
+        "a change of static configuration did not restart the container"
+    )
+    assert runs.restored.rc == 0, runs.restored.output[-3000:]
+
+
+def test_dashboard_is_its_own_router_behind_basic_auth_when_enabled(standin_runs: StandinRuns) -> None:
+    """Enabled in the stand-in sequence's static change, turned off by its restoring run."""
+    runs = standin_runs
+    assert runs.static.rc == 0, runs.static.output[-3000:]
+    assert BCRYPT_USER.split(":", 1)[1] not in runs.static.output, "the password hash was logged"
+    assert runs.static_config["api"] == {"dashboard": True, "insecure": False}
+    router = runs.dashboard["http"]["routers"]["dashboard"]
+    assert router["rule"] == "Host(`traefik.invoices.test`)"
+    assert router["service"] == "api@internal"
+    assert router["entryPoints"] == ["websecure"]
+    assert router["middlewares"] == ["dashboard-auth"]
+    assert runs.dashboard["http"]["middlewares"]["dashboard-auth"] == {"basicAuth": {"users": [BCRYPT_USER]}}
+    assert runs.dashboard_mode == 0o600
+    # Turned off again: the router file is gone and the API with it.
+    assert runs.restored.rc == 0, runs.restored.output[-3000:]
+    assert not runs.dashboard_after_restore
+    assert "api" not in runs.static_after_restore
