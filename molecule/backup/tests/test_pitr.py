@@ -82,6 +82,10 @@ def test_wal_is_archived_into_both_repositories_each_with_a_full_backup(host) ->
 
 
 def test_a_backup_goes_into_each_repository_and_verify_passes(host) -> None:
+    # Inside the budget's os_reserve, with its own ceiling.
+    assert host.check_output("systemctl show -p MemoryMax --value toolkit-pitr-backup@diff.service") == str(
+        256 * 1024 * 1024
+    )
     host.check_output("systemctl start toolkit-pitr-backup@diff.service")
     (stanza,) = _info(host)
     diff = {backup["database"]["repo-key"] for backup in stanza["backup"] if backup["type"] == "diff"}
