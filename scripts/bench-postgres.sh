@@ -16,33 +16,10 @@ name=toolkit-bench-postgres
 image=toolkit/systemd-debian:trixie
 work=$(mktemp -d)
 
-cleanup() {
-  docker rm -f -v "$name" >/dev/null 2>&1 || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
-
-command -v docker >/dev/null || { echo "bench-postgres: needs docker (make engine)" >&2; exit 1; }
-docker image inspect "$image" >/dev/null 2>&1 || { echo "bench-postgres: needs $image (make images)" >&2; exit 1; }
-
-echo "bench-postgres: starting the throwaway host $name"
-docker rm -f -v "$name" >/dev/null 2>&1 || true
-# The options of .config/molecule/config.yml: systemd boots without --privileged.
-docker run -d --name "$name" --cap-add SYS_ADMIN --cap-add NET_ADMIN \
-  --security-opt seccomp=unconfined --security-opt apparmor=unconfined --cgroupns=host \
-  -v /sys/fs/cgroup:/sys/fs/cgroup:rw --tmpfs /run --tmpfs /run/lock \
-  "$image" /lib/systemd/systemd >/dev/null
-for _ in $(seq 60); do
-  state=$(docker exec "$name" systemctl is-system-running 2>/dev/null || true)
-  [[ $state == running || $state == degraded ]] && break
-  sleep 1
-done
-
-# Packages through the controller's apt cache (make apt-cache) when it answers.
-gateway=$(docker exec "$name" ip -4 route show default | awk '{print $3}')
-if timeout 2 bash -c "</dev/tcp/$gateway/3142" 2>/dev/null; then
-  docker exec "$name" sh -c "echo 'Acquire::http::Proxy \"http://$gateway:3142\";' > /etc/apt/apt.conf.d/00bench-proxy"
-fi
+THROWAWAY_CLEANUP="rm -rf '$work'"
+# shellcheck source=scripts/throwaway-host.sh
+. scripts/throwaway-host.sh
+throwaway_host "$name" "$image"
 
 # An inventory that sees the real group_vars/all (the memory budget) like every other.
 mkdir -p "$work/group_vars"
