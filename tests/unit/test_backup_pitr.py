@@ -136,3 +136,12 @@ def test_a_repository_of_another_cluster_is_found_by_its_newest_system_identifie
     assert tp.foreign_repos(info, 111) == [2]
     assert tp.foreign_repos(info, 222) == [1]
     assert tp.foreign_repos(NEW_HOST, 111) == []
+
+
+def test_the_drill_takes_the_repositories_in_turn() -> None:
+    assert tp.next_drill_repo((1, 2), None) == 1
+    assert tp.next_drill_repo((1, 2), 1) == 2
+    assert tp.next_drill_repo((1, 2), 2) == 1
+    # Only the local repository (no offsite), or a previous one that is gone: the first.
+    assert tp.next_drill_repo((1,), 1) == 1
+    assert tp.next_drill_repo((1,), 2) == 1

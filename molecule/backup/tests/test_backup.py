@@ -81,6 +81,7 @@ def _database_exists(host, name: str) -> bool:
         ("toolkit-pitr-full.timer", "Sun *-*-* 01:30:00"),
         ("toolkit-pitr-diff.timer", "Mon..Sat *-*-* 01:30:00"),
         ("toolkit-pitr-verify.timer", "Sat *-*-* 05:00:00"),
+        ("toolkit-pitr-drill.timer", "Sun *-*-* 05:00:00"),
     ],
 )
 def test_timers_are_enabled_on_their_schedule(host, timer: str, calendar: str) -> None:
@@ -99,6 +100,7 @@ def test_timers_are_enabled_on_their_schedule(host, timer: str, calendar: str) -
         "toolkit-backup-restic-check.service",
         "toolkit-pitr-backup@full.service",
         "toolkit-pitr-verify.service",
+        "toolkit-pitr-drill.service",
     ],
 )
 def test_failures_trigger_the_alert_unit(host, unit: str) -> None:

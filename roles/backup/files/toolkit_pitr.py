@@ -18,6 +18,10 @@ pgBackRest's archive-push; this command takes the base backups and restores.
                                           meanwhile); the replaced data directory is kept beside
     toolkit-pitr restore --undo [--yes]   back to the data directory the newest restore replaced
     toolkit-pitr restore --drop-previous  delete the data directories restores and undos kept
+    toolkit-pitr drill [--repo N]         restore the newest point of one repository (by default the
+                                          one the previous drill did not use) into a scratch
+                                          cluster beside the live one, read every table, report the
+                                          RTO, remove it
 
 A restore stops the database's clients (the app's containers, the listed units) and refuses while
 other sessions stay connected, naming them. It then stops PostgreSQL, renames the data directory to
@@ -40,6 +44,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -55,6 +60,22 @@ FOREIGN_CLUSTER = re.compile(r"do not match the database|\[028\]")
 # pgBackRest's error for a lock another of its processes holds, and how many seconds to wait for it.
 LOCK_BUSY = "[050]"
 LOCK_RETRIES = 60
+# The drill's scratch cluster: its own port and socket directory, no TCP, no archiving, small memory.
+DRILL_PORT = 5499
+DRILL_SOCKET_DIR = Path("/run/toolkit-pitr-drill")
+DRILL_CONF = """# toolkit-pitr drill: a scratch cluster restored beside the live one
+port = {port}
+listen_addresses = ''
+unix_socket_directories = '{socket_dir}'
+shared_buffers = 32MB
+max_connections = 10
+# No connections during recovery (which would need the live cluster's max_connections and the like):
+# pg_ctl start waits for the end of recovery.
+hot_standby = off
+archive_mode = off
+hba_file = '{data}/pg_hba.conf'
+ident_file = '{data}/pg_ident.conf'
+"""
 UNDO_SETTINGS_MARK = "# toolkit-pitr undo: archive recovery of this directory's own timeline"
 
 
@@ -140,12 +161,33 @@ def foreign_repos(info: list[dict[str, Any]], system_id: int) -> list[int]:
     return sorted(repo for repo, db in newest.items() if int(db["system-id"]) != system_id)
 
 
+def next_drill_repo(repos: tuple[int, ...], previous: int | None) -> int:
+    """The repository the drill uses next: the one after the previous drill's, in turn."""
+    if previous not in repos:
+        return repos[0]
+    return repos[(repos.index(previous) + 1) % len(repos)]
+
+
 def kept_directories(pg_data: Path, marker: str) -> list[Path]:
     """<data>.before-<time> (or .undone-) directories, oldest first."""
     return sorted(pg_data.parent.glob(f"{pg_data.name}{marker}*"))
 
 
 # --- pgBackRest and the cluster ----------------------------------------------------------------
+
+
+def wait_until_promoted(postgres: tb.Postgres, alive: Callable[[], bool], failure: str) -> None:
+    """Wait until the server has ended recovery (at most RECOVERY_WAIT_SECONDS, while ``alive``)."""
+    deadline = time.monotonic() + RECOVERY_WAIT_SECONDS
+    while True:
+        try:
+            if postgres.psql("postgres", "SELECT pg_is_in_recovery();").strip() == "f":
+                return
+        except tb.BackupError:
+            pass  # not accepting connections yet
+        if time.monotonic() > deadline or not alive():
+            raise tb.BackupError(failure)
+        time.sleep(0.5)
 
 
 class Cluster:
@@ -192,19 +234,13 @@ class Cluster:
         started = time.monotonic()
         tb.say(f"starting {self.pitr.pg_service}; recovery replays the archived WAL")
         tb.run(["systemctl", "start", self.pitr.pg_service])
-        deadline = started + RECOVERY_WAIT_SECONDS
-        while True:
-            try:
-                if self.postgres.psql("postgres", "SELECT pg_is_in_recovery();").strip() == "f":
-                    return time.monotonic() - started
-            except tb.BackupError:
-                pass  # not accepting connections yet
-            if time.monotonic() > deadline or not self.running():
-                raise tb.BackupError(
-                    f"{self.pitr.pg_service} did not finish recovery (journalctl -u {self.pitr.pg_service}, "
-                    f"/var/log/postgresql/postgresql-*-main.log)"
-                )
-            time.sleep(0.5)
+        wait_until_promoted(
+            self.postgres,
+            self.running,
+            f"{self.pitr.pg_service} did not finish recovery (journalctl -u {self.pitr.pg_service}, "
+            "/var/log/postgresql/postgresql-*-main.log)",
+        )
+        return time.monotonic() - started
 
     def fresh_data_directory(self) -> None:
         self.pitr.pg_data.mkdir(mode=0o700)
@@ -413,6 +449,108 @@ def command_undo(cluster: Cluster, *, yes: bool) -> int:
     return 0
 
 
+def command_drill(cluster: Cluster, repo: int | None) -> int:
+    """Restore a repository's newest point into a scratch cluster beside the live one (archiving off,
+    WAL fetched from that repository only), wait for it to be promoted, read every table of the
+    database, report the RTO, and remove it. The live cluster is not touched."""
+    pitr, settings = cluster.pitr, cluster.settings
+    record = settings.state_dir / "last-pitr-drill.json"
+    previous = json.loads(record.read_text()).get("repo") if record.is_file() else None
+    repo = repo or next_drill_repo(pitr.repos, previous)
+    if repo not in pitr.repos:
+        raise tb.BackupError(f"--repo {repo} is not configured (there are {pitr.repos})")
+    scratch = pitr.pg_data.with_name(f"{pitr.pg_data.name}.pitr-drill")
+    pg_ctl = Path("/usr/lib/postgresql") / pitr.pg_data.parent.name / "bin" / "pg_ctl"
+    user = settings.postgres_user
+    scratch_pg = tb.Postgres(user)
+    scratch_pg.env = {**scratch_pg.env, "PGHOST": str(DRILL_SOCKET_DIR), "PGPORT": str(DRILL_PORT)}
+
+    def stop_scratch() -> None:
+        if (scratch / "postmaster.pid").exists():
+            subprocess.run(
+                ["runuser", "-u", user, "--", str(pg_ctl), "-D", str(scratch), "-m", "immediate", "stop"],
+                capture_output=True,
+                check=False,
+                cwd="/",
+            )
+
+    with tb.locked(settings.lock_file):
+        stop_scratch()
+        shutil.rmtree(scratch, ignore_errors=True)
+        for directory in (scratch, DRILL_SOCKET_DIR):
+            directory.mkdir(mode=0o700, exist_ok=True)
+            shutil.chown(directory, user, user)
+        started = time.monotonic()
+        try:
+            tb.say(f"restoring repo{repo}'s newest point into {scratch}")
+            restore_command = (
+                f'pgbackrest --stanza={pitr.stanza} --repo={repo} --pg1-path={scratch} archive-get %f "%p"'
+            )
+            cluster.pgbackrest(
+                f"--repo={repo}",
+                f"--pg1-path={scratch}",
+                "--archive-mode=off",
+                f"--recovery-option=restore_command={restore_command}",
+                "restore",
+            )
+            (scratch / "postgresql.conf").write_text(
+                DRILL_CONF.format(port=DRILL_PORT, socket_dir=DRILL_SOCKET_DIR, data=scratch)
+            )
+            (scratch / "pg_hba.conf").write_text(f"local all {user} peer\n")
+            (scratch / "pg_ident.conf").write_text("")
+            for name in ("postgresql.conf", "pg_hba.conf", "pg_ident.conf"):
+                shutil.chown(scratch / name, user, user)
+            tb.run(
+                [
+                    "runuser",
+                    "-u",
+                    user,
+                    "--",
+                    str(pg_ctl),
+                    "-D",
+                    str(scratch),
+                    "-w",
+                    "-t",
+                    str(RECOVERY_WAIT_SECONDS),
+                    "-l",
+                    str(scratch / "drill.log"),
+                    "start",
+                ]
+            )
+            wait_until_promoted(
+                scratch_pg,
+                lambda: (scratch / "postmaster.pid").exists(),
+                f"the scratch cluster did not finish recovery ({scratch}/drill.log)",
+            )
+            rto = time.monotonic() - started
+            facts = scratch_pg.table_facts(settings.database)
+        except tb.BackupError as error:
+            log = scratch / "drill.log"
+            tail = log.read_text(errors="replace").strip().splitlines()[-12:] if log.is_file() else []
+            tb.write_json(record, {"at": tb.now_text(), "repo": repo, "ok": False, "error": str(error)})
+            raise tb.BackupError(f"PITR drill of repo{repo} FAILED: {error} {' | '.join(tail)}") from None
+        finally:
+            stop_scratch()
+            shutil.rmtree(scratch, ignore_errors=True)
+    rows = sum(facts.counts.values())
+    tb.write_json(
+        record,
+        {
+            "at": tb.now_text(),
+            "repo": repo,
+            "ok": True,
+            "rto_seconds": round(rto, 2),
+            "tables": len(facts.counts),
+            "rows": rows,
+        },
+    )
+    tb.say(
+        f"PITR drill PASSED: repo{repo}'s newest point restored and promoted in {rto:.1f} s (the RTO); "
+        f"{len(facts.counts)} tables / {rows} rows of {settings.database} read"
+    )
+    return 0
+
+
 def command_drop_previous(cluster: Cluster) -> int:
     pitr = cluster.pitr
     with tb.locked(cluster.settings.lock_file):
@@ -433,6 +571,12 @@ def parser() -> argparse.ArgumentParser:
     backup.add_argument("--if-none", action="store_true", help="only into repositories without a backup")
     commands.add_parser("verify", help="pgbackrest verify of each repository")
     commands.add_parser("info", help="what each repository holds")
+    drill = commands.add_parser(
+        "drill", help="restore a repository's newest point into scratch, report the RTO"
+    )
+    drill.add_argument(
+        "--repo", type=int, help="this repository (default: the one the last drill did not use)"
+    )
     restore = commands.add_parser("restore", help="restore the cluster to a point (app stopped)")
     what = restore.add_mutually_exclusive_group(required=True)
     what.add_argument("--time", metavar="MOMENT", help="a moment such as '2026-12-01 05:30:00+00'")
@@ -457,6 +601,8 @@ def main(argv: list[str] | None = None) -> int:
             return command_backup(cluster, args.kind, if_none=args.if_none)
         if args.command == "verify":
             return command_verify(cluster)
+        if args.command == "drill":
+            return command_drill(cluster, args.repo)
         if args.command == "info":
             tb.say(cluster.pgbackrest("info").stdout.rstrip())
             return 0
