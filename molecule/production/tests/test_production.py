@@ -187,6 +187,24 @@ def test_a_backup_run_makes_a_set_and_an_offsite_snapshot(host) -> None:
     assert run.stdout.startswith("PASS"), run.stdout
 
 
+def _app_containers(host) -> set[str]:
+    """The running containers of the app's compose project (its API and worker)."""
+    return set(
+        host.check_output("docker ps -q --filter label=com.docker.compose.project=invoice-service").split()
+    )
+
+
+def _ready_after_restart(host) -> dict:
+    """The API's readiness report, once it answers again (at most a minute)."""
+    ready = ""
+    for _ in range(60):
+        ready = http_get(host, "http://127.0.0.1:8000/health/ready")
+        if ready:
+            break
+        time.sleep(1)
+    return json.loads(ready)
+
+
 @pytest.mark.on_host(
     "production-debian13",
     reason="toolkit-backup's restore does not change with the release; one host proves the wiring",
@@ -194,9 +212,7 @@ def test_a_backup_run_makes_a_set_and_an_offsite_snapshot(host) -> None:
 def test_a_live_restore_stops_the_apps_containers_and_brings_them_back(host) -> None:
     """group_vars/all wires the app's compose project into the backup role: a live restore stops the
     API and the worker, swaps the checked set in, and starts them again, ready."""
-    running = set(
-        host.check_output("docker ps -q --filter label=com.docker.compose.project=invoice-service").split()
-    )
+    running = _app_containers(host)
     assert running, "the app's containers do not run"
     try:
         restore = host.run("toolkit-backup restore --live latest --yes")
@@ -207,19 +223,8 @@ def test_a_live_restore_stops_the_apps_containers_and_brings_them_back(host) -> 
         )
         assert "matches the backup" in restore.stdout
         assert f"starting {len(running)} containers again" in restore.stdout
-        after = set(
-            host.check_output(
-                "docker ps -q --filter label=com.docker.compose.project=invoice-service"
-            ).split()
-        )
-        assert after == running
-        ready = ""
-        for _ in range(60):
-            ready = http_get(host, "http://127.0.0.1:8000/health/ready")
-            if ready:
-                break
-            time.sleep(1)
-        assert json.loads(ready)["checks"]["database"]["status"] == "ok"
+        assert _app_containers(host) == running
+        assert _ready_after_restart(host)["checks"]["database"]["status"] == "ok"
     finally:
         host.run("toolkit-backup restore --drop-previous")
 
@@ -252,9 +257,7 @@ def test_a_point_in_time_restore_from_the_offsite_repository_with_the_app_runnin
         "runuser -u postgres -- psql -Xq -d invoice -c 'CREATE TABLE pitr_probe (at timestamptz)'"
         " -c 'INSERT INTO pitr_probe VALUES (now())'"
     )
-    running = set(
-        host.check_output("docker ps -q --filter label=com.docker.compose.project=invoice-service").split()
-    )
+    running = _app_containers(host)
     try:
         restore = host.run("toolkit-pitr restore --latest --repo 2 --yes")
         assert restore.rc == 0, restore.stdout + restore.stderr
@@ -263,19 +266,8 @@ def test_a_point_in_time_restore_from_the_offsite_repository_with_the_app_runnin
             "runuser -u postgres -- psql -XAtq -d invoice -c 'SELECT count(*) FROM pitr_probe'"
         )
         assert probe == "1"
-        after = set(
-            host.check_output(
-                "docker ps -q --filter label=com.docker.compose.project=invoice-service"
-            ).split()
-        )
-        assert after == running
-        ready = ""
-        for _ in range(60):
-            ready = http_get(host, "http://127.0.0.1:8000/health/ready")
-            if ready:
-                break
-            time.sleep(1)
-        assert json.loads(ready)["checks"]["database"]["status"] == "ok"
+        assert _app_containers(host) == running
+        assert _ready_after_restart(host)["checks"]["database"]["status"] == "ok"
     finally:
         host.run("toolkit-pitr restore --drop-previous")
         host.run("runuser -u postgres -- psql -Xq -d invoice -c 'DROP TABLE IF EXISTS pitr_probe'")
