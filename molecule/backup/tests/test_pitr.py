@@ -98,34 +98,74 @@ def test_a_backup_goes_into_each_repository_and_verify_passes(host) -> None:
     assert "repo2: verified" in journal
 
 
-def test_the_drill_restores_each_repository_in_turn_beside_the_live_cluster_and_reports_the_rto(host) -> None:
+def test_the_drill_restores_each_repository_in_turn_and_proves_every_table_while_a_writer_runs(host) -> None:
+    """The drill marks a restore point with every table's checksum at it, restores that point from
+    one repository into a scratch cluster and compares: with a writer inserting every 10 ms, the
+    restored point must hold exactly the rows read at the mark (the writer held back meanwhile, not
+    broken), and the live cluster goes on untouched."""
     _psql(host, "CREATE TABLE IF NOT EXISTS drill_marks (at timestamptz DEFAULT clock_timestamp())")
-    _psql(host, "INSERT INTO drill_marks DEFAULT VALUES")
     _archive_now(host)
-    live = _facts(host)
+    others = {table: facts for table, facts in _facts(host).items() if table != "public.drill_marks"}
     # A promoted cluster that archived would push its new timeline's history file: the repositories'
     # timelines are the same after the drills.
     histories = f"find {LOCAL}/archive {OFFSITE}/archive -name '*.history*' | sort"
     timelines = host.check_output(histories)
-    repos = []
-    for _ in range(2):
-        host.check_output("systemctl start toolkit-pitr-drill.service")
-        record = json.loads(host.file("/var/lib/toolkit-backup/last-pitr-drill.json").content_string)
-        assert record["ok"] is True, record
-        assert record["rto_seconds"] > 0
-        # Every table of the database was read: the newest point has the row written just before.
-        assert record["tables"] == len(live)
-        repos.append(record["repo"])
-    assert repos == [1, 2], "the weekly drill takes the local and the offsite repository in turn"
-    journal = host.check_output("journalctl -u toolkit-pitr-drill.service --no-pager -o cat")
-    assert "PITR drill PASSED: repo2's newest point restored and promoted in" in journal
+    other_rows = sum(int(facts.split("|")[0]) for facts in others.values())
+    since = host.check_output("date '+%Y-%m-%d %H:%M:%S'")
+    host.check_output(
+        "systemd-run --unit toolkit-test-drill-writer bash -c 'while sleep 0.01; do"
+        ' echo "INSERT INTO drill_marks DEFAULT VALUES;"; done | runuser -u postgres -- psql -Xq -d invoice\''
+    )
+    try:
+        records = []
+        for _ in range(2):
+            before = int(_psql(host, "SELECT count(*) FROM drill_marks"))
+            host.check_output("systemctl start toolkit-pitr-drill.service")
+            record = json.loads(host.file("/var/lib/toolkit-backup/last-pitr-drill.json").content_string)
+            assert record["ok"] is True, record
+            assert record["contents"] == "equal"
+            assert record["rto_seconds"] > 0
+            assert record["tables"] == len(others) + 1
+            # The point was marked while the writer wrote: its rows are there, and the writer went on.
+            marked = record["rows"] - other_rows
+            assert marked >= before
+            assert int(_psql(host, "SELECT count(*) FROM drill_marks")) > marked
+            records.append(record)
+        assert [record["repo"] for record in records] == [1, 2], (
+            "the weekly drill takes the local and the offsite repository in turn"
+        )
+        journal = host.check_output("journalctl -u toolkit-pitr-drill.service --no-pager -o cat")
+        assert f"PITR drill PASSED: {records[1]['point']} restored from repo2 and promoted in" in journal
+        assert "rows of invoice equal to the live database's at that point" in journal
+        writer = host.run(f"journalctl -u toolkit-test-drill-writer --since '{since}' --no-pager -o cat")
+        assert "ERROR" not in writer.stdout, writer.stdout
+        assert host.service("toolkit-test-drill-writer").is_running, "the writer died during the drill"
+    finally:
+        host.run("systemctl stop toolkit-test-drill-writer")
     # The live cluster went on untouched and still archives; the scratch clusters archived nothing
     # (archiving off) and are gone.
-    assert _facts(host) == live
+    assert {table: facts for table, facts in _facts(host).items() if table != "public.drill_marks"} == others
     assert host.check_output(histories) == timelines
     assert host.run(f"ls -d {PG_DATA}.pitr-drill").rc != 0
     check = host.run("runuser -u postgres -- pgbackrest --stanza=main check")
     assert check.rc == 0, check.stdout + check.stderr
+
+
+def test_a_drill_that_would_fill_the_disk_is_refused_before_it_marks_or_restores(host) -> None:
+    root = "/mnt/toolkit-small-drill"
+    host.check_output(f"mkdir -p {root} && mount -t tmpfs -o size=2m toolkit-small-drill {root}")
+    try:
+        drill = host.run(f"toolkit-pitr drill --repo 1 --scratch-dir {root}")
+        assert drill.rc == 2, drill.stdout + drill.stderr
+        assert f"not enough free space in {root}: the drill's scratch cluster needs about" in drill.stderr
+        assert "the live cluster and the repositories were not touched" in drill.stderr
+        assert "restore point" not in drill.stdout
+        assert host.check_output(f"ls -A {root}") == ""
+        record = json.loads(host.file("/var/lib/toolkit-backup/last-pitr-drill.json").content_string)
+        assert record["ok"] is False
+        assert "not enough free space" in record["error"]
+    finally:
+        host.run(f"umount {root}")
 
 
 def test_a_restore_to_a_moment_has_every_write_before_it_and_none_after_and_undo_goes_back(host) -> None:

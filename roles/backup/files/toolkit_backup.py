@@ -390,18 +390,24 @@ def write_json(path: Path, data: dict[str, Any]) -> None:
     fsync_path(path.parent)
 
 
-def free_space_problem(target: Path, needed_bytes: int, min_free_percent: int) -> str | None:
-    """Why a set of ``needed_bytes`` must not be written under ``target``, or None when it fits."""
+def free_space_problem(
+    target: Path,
+    needed_bytes: int,
+    min_free_percent: int,
+    *,
+    what: str = "the set",
+    remedy: str = "free space or lower backup_keep_daily/backup_keep_weekly",
+) -> str | None:
+    """Why ``what`` (``needed_bytes``) must not be written under ``target``, or None when it fits."""
     usage = shutil.disk_usage(target)
     left = usage.free - needed_bytes
     floor = usage.total * min_free_percent // 100
     if left >= floor:
         return None
     return (
-        f"not enough free space in {target}: the set needs about {human(needed_bytes)}, "
+        f"not enough free space in {target}: {what} needs about {human(needed_bytes)}, "
         f"{human(usage.free)} is free of {human(usage.total)}, and at least {min_free_percent} % "
-        f"({human(floor)}) must stay free (PostgreSQL writes its WAL on the same disk); "
-        "free space or lower backup_keep_daily/backup_keep_weekly"
+        f"({human(floor)}) must stay free (PostgreSQL writes its WAL on the same disk); {remedy}"
     )
 
 

@@ -18,10 +18,14 @@ pgBackRest's archive-push; this command takes the base backups and restores.
                                           meanwhile); the replaced data directory is kept beside
     toolkit-pitr restore --undo [--yes]   back to the data directory the newest restore replaced
     toolkit-pitr restore --drop-previous  delete the data directories restores and undos kept
-    toolkit-pitr drill [--repo N]         restore the newest point of one repository (by default the
-                                          one the previous drill did not use) into a scratch
-                                          cluster beside the live one, read every table, report the
-                                          RTO, remove it
+    toolkit-pitr drill [--repo N] [--scratch-dir DIR]
+                                          mark a restore point in the live cluster (writes to the app
+                                          database held back for the moment it takes) and record every
+                                          table's rows and checksum at it; restore that point from one
+                                          repository (by default the one the previous drill did not
+                                          use) into a scratch cluster beside the live one (or in
+                                          DIR); compare every table; report the RTO; remove the
+                                          scratch cluster
 
 A restore stops the database's clients (the app's containers, the listed units) and refuses while
 other sessions stay connected, naming them. It then stops PostgreSQL, renames the data directory to
@@ -60,6 +64,9 @@ FOREIGN_CLUSTER = re.compile(r"do not match the database|\[028\]")
 # pgBackRest's error for a lock another of its processes holds, and how many seconds to wait for it.
 LOCK_BUSY = "[050]"
 LOCK_RETRIES = 60
+# pgBackRest's error for a WAL segment that did not reach the repositories within archive-timeout.
+ARCHIVE_TIMEOUT = "[082]"
+ARCHIVE_TIMEOUT_RETRIES = 2
 # The drill's scratch cluster: its own port and socket directory, no TCP, no archiving, small memory.
 DRILL_PORT = 5499
 DRILL_SOCKET_DIR = Path("/run/toolkit-pitr-drill")
@@ -75,6 +82,19 @@ hot_standby = off
 archive_mode = off
 hba_file = '{data}/pg_hba.conf'
 ident_file = '{data}/pg_ident.conf'
+"""
+# A restore point whose every table's contents are known: writers to the database's tables are held
+# back (SHARE locks: writers that hold a lock have committed first, later ones wait) while the point
+# is written to the WAL and the tables are read, so the restored point holds exactly what was read.
+# The locks are the same set table facts reads; psql's \\gexec runs the generated LOCK statement.
+MARK_POINT_SQL = """BEGIN;
+SELECT 'LOCK TABLE ' || string_agg(format('%I.%I', n.nspname, c.relname), ', ') || ' IN SHARE MODE'
+  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+ WHERE c.relkind = 'r' AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+   AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp%'
+HAVING count(*) > 0 \\gexec
+SELECT pg_create_restore_point('{name}') \\gset
+{facts}COMMIT;
 """
 UNDO_SETTINGS_MARK = "# toolkit-pitr undo: archive recovery of this directory's own timeline"
 
@@ -277,6 +297,13 @@ def command_stanza(cluster: Cluster) -> int:
                 break
             time.sleep(1)
             done = cluster.pgbackrest(step, check=False)
+        # Segments PostgreSQL failed to archive before the stanza existed send its archiver to sleep
+        # for up to a minute between attempts, which a first check may wait out: check again.
+        for _ in range(ARCHIVE_TIMEOUT_RETRIES):
+            if step != "check" or done.returncode == 0 or ARCHIVE_TIMEOUT not in (done.stderr or done.stdout):
+                break
+            tb.say("a WAL segment reached no repository in time (the archiver was waiting): checking again")
+            done = cluster.pgbackrest(step, check=False)
         if done.returncode == 0:
             continue
         detail = (done.stderr or done.stdout).strip()
@@ -327,15 +354,21 @@ def command_verify(cluster: Cluster) -> int:
     return 0
 
 
+def archive_current_segment(cluster: Cluster) -> str | None:
+    """Switch the WAL segment in progress and wait until every repository has it (pgbackrest check);
+    None when done, otherwise why not."""
+    done = cluster.pgbackrest("check", check=False)
+    return None if done.returncode == 0 else (done.stderr or done.stdout).strip()
+
+
 def archive_last_writes(cluster: Cluster, *, latest: bool) -> None:
     """Archive the WAL segment in progress (pgbackrest check switches it and waits for every
     repository), so the archive ends where the running cluster is: without this, "latest" would lose
     what was written since the last segment was archived. For --latest a failure stops the restore."""
-    done = cluster.pgbackrest("check", check=False)
-    if done.returncode == 0:
+    detail = archive_current_segment(cluster)
+    if detail is None:
         tb.say("the running cluster's last writes are archived")
         return
-    detail = (done.stderr or done.stdout).strip()
     if latest:
         raise tb.BackupError(
             f"cannot archive the running cluster's last writes (the latest point would lose them): {detail}; "
@@ -449,17 +482,51 @@ def command_undo(cluster: Cluster, *, yes: bool) -> int:
     return 0
 
 
-def command_drill(cluster: Cluster, repo: int | None) -> int:
-    """Restore a repository's newest point into a scratch cluster beside the live one (archiving off,
-    WAL fetched from that repository only), wait for it to be promoted, read every table of the
-    database, report the RTO, and remove it. The live cluster is not touched."""
+def mark_drill_point(cluster: Cluster) -> tuple[str, tb.TableFacts]:
+    """Create a named restore point in the live cluster and read every table of the database at it,
+    then archive the WAL that holds it into every repository; the point's name and the facts."""
+    name = "toolkit-drill-" + dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S%fZ")
+    started = time.monotonic()
+    output = cluster.postgres.psql(
+        cluster.settings.database, MARK_POINT_SQL.format(name=name, facts=tb.TABLE_FACTS_SQL)
+    )
+    facts = tb.parse_table_facts(output)
+    tb.say(
+        f"restore point {name}: {len(facts.counts)} tables of {cluster.settings.database} read "
+        f"(writes held back for {time.monotonic() - started:.1f} s)"
+    )
+    problem = archive_current_segment(cluster)
+    if problem:
+        raise tb.BackupError(f"the WAL holding {name} could not be archived into every repository: {problem}")
+    return name, facts
+
+
+def drill_space_problem(cluster: Cluster, scratch: Path) -> str | None:
+    """Why the scratch cluster must not be restored beside the live one, or None when it fits: it
+    needs about the live cluster's size, and PostgreSQL's WAL shares the file system."""
+    needed = int(cluster.postgres.psql("postgres", "SELECT sum(pg_database_size(oid)) FROM pg_database;"))
+    return tb.free_space_problem(
+        scratch.parent,
+        needed,
+        cluster.settings.min_free_percent,
+        what="the drill's scratch cluster",
+        remedy="free space there; the live cluster and the repositories were not touched",
+    )
+
+
+def command_drill(cluster: Cluster, repo: int | None, scratch_dir: Path | None = None) -> int:
+    """Mark a restore point in the live cluster with every table's rows and checksum at it, restore
+    that point from one repository into a scratch cluster beside the live one (archiving off, WAL
+    fetched from that repository only), wait for it to be promoted, compare every table, report the
+    RTO, and remove it. The live cluster's data is not touched. The scratch cluster goes beside the
+    live data directory unless ``scratch_dir`` names another place."""
     pitr, settings = cluster.pitr, cluster.settings
     record = settings.state_dir / "last-pitr-drill.json"
     previous = json.loads(record.read_text()).get("repo") if record.is_file() else None
     repo = repo or next_drill_repo(pitr.repos, previous)
     if repo not in pitr.repos:
         raise tb.BackupError(f"--repo {repo} is not configured (there are {pitr.repos})")
-    scratch = pitr.pg_data.with_name(f"{pitr.pg_data.name}.pitr-drill")
+    scratch = (scratch_dir or pitr.pg_data.parent) / f"{pitr.pg_data.name}.pitr-drill"
     pg_ctl = Path("/usr/lib/postgresql") / pitr.pg_data.parent.name / "bin" / "pg_ctl"
     user = settings.postgres_user
     scratch_pg = tb.Postgres(user)
@@ -477,12 +544,16 @@ def command_drill(cluster: Cluster, repo: int | None) -> int:
     with tb.locked(settings.lock_file):
         stop_scratch()
         shutil.rmtree(scratch, ignore_errors=True)
-        for directory in (scratch, DRILL_SOCKET_DIR):
-            directory.mkdir(mode=0o700, exist_ok=True)
-            shutil.chown(directory, user, user)
-        started = time.monotonic()
         try:
-            tb.say(f"restoring repo{repo}'s newest point into {scratch}")
+            problem = drill_space_problem(cluster, scratch)
+            if problem:
+                raise tb.BackupError(problem)
+            point, expected = mark_drill_point(cluster)
+            for directory in (scratch, DRILL_SOCKET_DIR):
+                directory.mkdir(mode=0o700, exist_ok=True)
+                shutil.chown(directory, user, user)
+            started = time.monotonic()
+            tb.say(f"restoring {point} from repo{repo} into {scratch}")
             restore_command = (
                 f'pgbackrest --stanza={pitr.stanza} --repo={repo} --pg1-path={scratch} archive-get %f "%p"'
             )
@@ -490,6 +561,9 @@ def command_drill(cluster: Cluster, repo: int | None) -> int:
                 f"--repo={repo}",
                 f"--pg1-path={scratch}",
                 "--archive-mode=off",
+                "--type=name",
+                f"--target={point}",
+                "--target-action=promote",
                 f"--recovery-option=restore_command={restore_command}",
                 "restore",
             )
@@ -524,6 +598,14 @@ def command_drill(cluster: Cluster, repo: int | None) -> int:
             )
             rto = time.monotonic() - started
             facts = scratch_pg.table_facts(settings.database)
+            differences = tb.compare(
+                {"tables": expected.counts, "checksums": expected.checksums},
+                facts.counts,
+                None,
+                facts.checksums,
+            )
+            if differences:
+                raise tb.BackupError(f"the restored {point} differs: " + "; ".join(differences))
         except tb.BackupError as error:
             log = scratch / "drill.log"
             tail = log.read_text(errors="replace").strip().splitlines()[-12:] if log.is_file() else []
@@ -539,14 +621,17 @@ def command_drill(cluster: Cluster, repo: int | None) -> int:
             "at": tb.now_text(),
             "repo": repo,
             "ok": True,
+            "point": point,
             "rto_seconds": round(rto, 2),
             "tables": len(facts.counts),
             "rows": rows,
+            "contents": "equal",
         },
     )
     tb.say(
-        f"PITR drill PASSED: repo{repo}'s newest point restored and promoted in {rto:.1f} s (the RTO); "
-        f"{len(facts.counts)} tables / {rows} rows of {settings.database} read"
+        f"PITR drill PASSED: {point} restored from repo{repo} and promoted in {rto:.1f} s (the RTO); "
+        f"all {len(facts.counts)} tables / {rows} rows of {settings.database} equal to the live "
+        "database's at that point (row counts and checksums)"
     )
     return 0
 
@@ -572,10 +657,13 @@ def parser() -> argparse.ArgumentParser:
     commands.add_parser("verify", help="pgbackrest verify of each repository")
     commands.add_parser("info", help="what each repository holds")
     drill = commands.add_parser(
-        "drill", help="restore a repository's newest point into scratch, report the RTO"
+        "drill", help="restore a fresh restore point into scratch, compare every table, report the RTO"
     )
     drill.add_argument(
         "--repo", type=int, help="this repository (default: the one the last drill did not use)"
+    )
+    drill.add_argument(
+        "--scratch-dir", type=Path, help="restore the scratch cluster here (default: beside the live one)"
     )
     restore = commands.add_parser("restore", help="restore the cluster to a point (app stopped)")
     what = restore.add_mutually_exclusive_group(required=True)
@@ -602,7 +690,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "verify":
             return command_verify(cluster)
         if args.command == "drill":
-            return command_drill(cluster, args.repo)
+            return command_drill(cluster, args.repo, args.scratch_dir)
         if args.command == "info":
             tb.say(cluster.pgbackrest("info").stdout.rstrip())
             return 0
