@@ -11,8 +11,18 @@ Steps (`make package`):
   5. `docker save | gzip` to dist/invoice-service-<version>.tar.gz with a manifest beside it
      (dist/invoice-service-<version>.json; dist/invoice-service-latest.json points at the newest),
      skipped when the tarball of that very image is already there.
-The version comes from git: `git describe --tags` of a v<version> tag when there is one, otherwise
-the wheel's version plus the commit (0.1.0-g1a2b3c4, "-dirty" for uncommitted changes).
+The version names the build's inputs, nothing else: <wheel version>-<10 hex digits of a sha256>
+(0.1.0-7f3a9c01d2) over
+  - every file of the app's tree that git tracks or that is untracked but not ignored
+    (`git ls-files --cached --others --exclude-standard app/`: the sources, pyproject.toml,
+    Dockerfile, .dockerignore, docker/; not .venv, caches or dist/), with its path and mode;
+  - the packaging files outside it (PACKAGING_FILES: this script, the base image's recipe);
+  - the wheelhouse's key (the dependency list, the target Python and platforms);
+  - the base image's name and id (a rebuilt base image gives a new name).
+So a rebuilt identical app keeps its name, and a change to any input gives a new one, whatever else
+changed in the repository (an inventory, a commit touching only the roles). Git tags play no part: a
+release is named by the version in app/pyproject.toml, which is an input. The manifest records the
+commit and whether the working tree differed from it, for information only.
 """
 
 from __future__ import annotations
@@ -31,7 +41,7 @@ import sys
 import tempfile
 import time
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from email.parser import HeaderParser
 from pathlib import Path
@@ -45,8 +55,16 @@ TARGET_PYTHON = "3.13"
 TARGET_PLATFORMS = ("manylinux_2_28_x86_64", "manylinux_2_17_x86_64", "manylinux2014_x86_64", "any")
 APT_CACHE_PORT = 3142
 # Tarballs (and their image tags) kept in dist/: the newest few, so that repeated builds of a
-# dirty tree do not fill the disk.
+# changing app do not fill the disk.
 KEEP_TARBALLS = 3
+# Files outside app/ that shape the image, from the repository's root. The image's other build
+# files (Dockerfile, .dockerignore, docker/) are in app/.
+PACKAGING_FILES = ("scripts/package_app.py", "scripts/build-base-image.sh")
+# Hex digits of the inputs' sha256 in the version: 40 bits, no collision among a project's builds.
+DIGEST_DIGITS = 10
+# Every file's time in the wheel: fixed, so that the same sources give the same wheel (and the
+# image's layer cache holds) whatever the last commit was.
+SOURCE_DATE_EPOCH = "315532800"  # 1980-01-01, the oldest time a zip file holds
 
 
 @dataclass(frozen=True)
@@ -72,39 +90,111 @@ def run(args: list[str], **kwargs: object) -> subprocess.CompletedProcess[str]:
     return subprocess.run(args, check=True, text=True, **kwargs)  # type: ignore[call-overload]
 
 
-# --- version -----------------------------------------------------------------------------------
+# --- version: a name derived from the build's inputs -------------------------------------------
 
 
-def image_version(describe: str | None, commit: str, dirty: bool, wheel_version: str) -> str:
-    """A Docker tag (letters, digits, '.', '_', '-') naming what was built.
+@dataclass(frozen=True)
+class InputFile:
+    """One file the image is built from: its path (from the repository's root, or app/ for the app's
+    tree wherever it lies), whether it is executable (COPY keeps the mode) or a symbolic link (then
+    `content` is its target) and its bytes."""
 
-    `describe` is `git describe --tags --match 'v[0-9]*' --dirty` (None without such a tag):
-    v1.2.0 -> 1.2.0, v1.2.0-3-g1a2b3c4-dirty -> 1.2.0-3-g1a2b3c4-dirty. Without a tag the wheel's
-    version stands in for it: 0.1.0-g1a2b3c4(-dirty).
+    path: str
+    content: bytes
+    executable: bool = False
+    symlink: bool = False
+
+
+def inputs_digest(files: Iterable[InputFile], parameters: Mapping[str, str]) -> str:
+    """sha256 over the files (in path order, whatever order they come in) and the named parameters.
+
+    Every field is length-prefixed, so no two different sets of inputs give the same byte stream.
     """
-    if describe:
-        version = describe.removeprefix("v")
-    else:
-        # A local version label (+g1a2b3c4.d20250101) would repeat the commit that follows.
-        version = f"{wheel_version.split('+')[0]}-g{commit}" + ("-dirty" if dirty else "")
-    tag = "".join(c if c.isalnum() or c in "._-" else "-" for c in version)
-    return tag[:128]
+    digest = hashlib.sha256()
+    for item in sorted(files, key=lambda f: f.path):
+        kind = "link" if item.symlink else "exec" if item.executable else "file"
+        path = item.path.encode()
+        digest.update(b"%s %d:%s %d\n" % (kind.encode(), len(path), path, len(item.content)))
+        digest.update(item.content)
+    for key in sorted(parameters):
+        name, value = key.encode(), parameters[key].encode()
+        digest.update(b"param %d:%s %d:%s\n" % (len(name), name, len(value), value))
+    return digest.hexdigest()
 
 
-def git_version(wheel_version: str) -> tuple[str, str]:
-    """(image version, commit) of the checkout."""
-    commit = run(["git", "-C", str(REPO), "rev-parse", "--short=7", "HEAD"], capture_output=True).stdout
-    described = subprocess.run(
-        ["git", "-C", str(REPO), "describe", "--tags", "--match", "v[0-9]*", "--dirty"],
+def release_version(wheel_version: str, digest: str) -> str:
+    """A Docker tag (letters, digits, '.', '_', '-'): the wheel's version and the inputs' digest.
+
+    0.1.0 and sha256 7f3a9c...: 0.1.0-7f3a9c01d2. A local version label (+g1a2b3c4) is left out:
+    it would name a commit, not the inputs.
+    """
+    prefix = "".join(c if c.isalnum() or c in "._-" else "-" for c in wheel_version.split("+")[0])
+    return f"{prefix[: 127 - DIGEST_DIGITS]}-{digest[:DIGEST_DIGITS]}"
+
+
+def app_files(app_dir: Path) -> list[str]:
+    """The app's tree as git sees it: tracked files and untracked ones .gitignore does not exclude
+    (so no .venv, caches or dist/), relative to app_dir."""
+    listed = run(
+        ["git", "-C", str(app_dir), "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        capture_output=True,
+    ).stdout
+    return sorted({name for name in listed.split("\0") if name})
+
+
+def read_input(path: Path, name: str) -> InputFile | None:
+    """The file at path as an input named `name`; None when it is gone (a tracked file deleted)."""
+    if path.is_symlink():
+        return InputFile(name, os.readlink(path).encode(), symlink=True)
+    if not path.is_file():
+        return None
+    # Executable or not, as git records a file's mode (COPY keeps it).
+    return InputFile(name, path.read_bytes(), executable=bool(path.stat().st_mode & 0o111))
+
+
+def collect_inputs(app_dir: Path, repo: Path, packaging_files: Iterable[str]) -> list[InputFile]:
+    """The app's tree (named app/<path>) and the packaging files (named from the repository's root)."""
+    named = [(app_dir / rel, f"app/{rel}") for rel in app_files(app_dir)]
+    named += [(repo / rel, rel) for rel in packaging_files]
+    return [item for path, name in named if (item := read_input(path, name)) is not None]
+
+
+def image_id_of(image: str) -> str:
+    inspected = subprocess.run(
+        ["docker", "image", "inspect", "--format", "{{.Id}}", image],
         capture_output=True,
         text=True,
         check=False,
     )
-    dirty = (
-        subprocess.run(["git", "-C", str(REPO), "diff", "--quiet", "HEAD", "--"], check=False).returncode != 0
-    )
-    describe = described.stdout.strip() if described.returncode == 0 else None
-    return image_version(describe, commit.strip(), dirty, wheel_version), commit.strip()
+    if inspected.returncode != 0:
+        raise SystemExit(f"package: the base image {image} is not in the engine: {inspected.stderr.strip()}")
+    return inspected.stdout.strip()
+
+
+@dataclass(frozen=True)
+class Release:
+    version: str
+    digest: str
+    base_image_id: str
+
+
+def name_release(app_dir: Path, wheel: WheelInfo, base_image: str) -> Release:
+    """The version of what is about to be built, from its inputs (the base image must be there)."""
+    base_image_id = image_id_of(base_image)
+    parameters = {
+        "wheelhouse_key": wheelhouse_key(wheel.requirements),
+        "base_image": base_image,
+        "base_image_id": base_image_id,
+    }
+    digest = inputs_digest(collect_inputs(app_dir, REPO, PACKAGING_FILES), parameters)
+    return Release(release_version(wheel.version, digest), digest, base_image_id)
+
+
+def git_state(repo: Path) -> tuple[str, bool]:
+    """(commit, whether the working tree differs from it): recorded in the manifest, not in the name."""
+    commit = run(["git", "-C", str(repo), "rev-parse", "--short=7", "HEAD"], capture_output=True).stdout
+    status = run(["git", "-C", str(repo), "status", "--porcelain"], capture_output=True).stdout
+    return commit.strip(), bool(status.strip())
 
 
 # --- wheel and wheelhouse ----------------------------------------------------------------------
@@ -136,12 +226,9 @@ def read_wheel(path: Path) -> WheelInfo:
 def build_wheel(app_dir: Path, out_dir: Path) -> WheelInfo:
     shutil.rmtree(out_dir, ignore_errors=True)
     out_dir.mkdir(parents=True)
-    # The last commit's time as every file's time: the same sources give the same wheel, so the
-    # image's layer cache holds when nothing changed.
-    epoch = run(["git", "-C", str(REPO), "log", "-1", "--format=%ct"], capture_output=True).stdout.strip()
     run(
         [sys.executable, "-m", "pip", "wheel", "-qq", "--no-deps", "--wheel-dir", str(out_dir), str(app_dir)],
-        env={**os.environ, "SOURCE_DATE_EPOCH": epoch or "315532800"},
+        env={**os.environ, "SOURCE_DATE_EPOCH": SOURCE_DATE_EPOCH},
     )
     wheels = sorted(out_dir.glob("*.whl"))
     if len(wheels) != 1:
@@ -246,6 +333,14 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
+def saved_image_id(manifest_path: Path) -> str | None:
+    """The image id the manifest at manifest_path names, if there is one."""
+    if not manifest_path.is_file():
+        return None
+    image_id = json.loads(manifest_path.read_text()).get("image_id")
+    return None if image_id is None else str(image_id)
+
+
 def tarball_current(manifest_path: Path, image_id: str) -> bool:
     """Whether dist/ already holds an intact tarball of exactly this image."""
     if not manifest_path.is_file():
@@ -278,6 +373,11 @@ def write_manifest(path: Path, manifest: dict[str, object]) -> None:
     partial = path.with_name(f".{path.name}.partial")
     partial.write_text(json.dumps(manifest, indent=2) + "\n")
     partial.rename(path)
+    point_latest(path)
+
+
+def point_latest(path: Path) -> None:
+    """dist/invoice-service-latest.json -> path: also when an earlier build's tarball is reused."""
     latest = path.with_name(f"{IMAGE_NAME}-latest.json")
     latest.unlink(missing_ok=True)
     latest.symlink_to(path.name)
@@ -362,12 +462,15 @@ def package(args: argparse.Namespace, dist: Path) -> int:
         if base is not None and base.wait() != 0:
             raise SystemExit("package: the base image could not be built (scripts/build-base-image.sh)")
 
-    version, commit = git_version(wheel.version)
+    release = name_release(app_dir, wheel, args.base_image)
+    version = release.version
+    commit, dirty = git_state(REPO)
     tag = f"{IMAGE_NAME}:{version}"
+    # Only what the inputs determine: a label naming the commit would make an identical app a new
+    # image after every commit.
     labels = {
         "org.opencontainers.image.title": IMAGE_NAME,
         "org.opencontainers.image.version": version,
-        "org.opencontainers.image.revision": commit,
         "org.opencontainers.image.base.name": args.base_image,
     }
     with timed(f"image {tag} built"):
@@ -381,7 +484,15 @@ def package(args: argparse.Namespace, dist: Path) -> int:
     tarball = dist / f"{IMAGE_NAME}-{version}.tar.gz"
     if tarball_current(manifest_path, image_id):
         log(f"{tarball.name} already holds image {image_id[7:19]}; not saved again")
+        os.utime(manifest_path)
+        point_latest(manifest_path)
     else:
+        saved = saved_image_id(manifest_path)
+        if saved is not None and saved != image_id:
+            log(
+                f"the same inputs built image {image_id[7:19]}, not {saved[7:19]} saved before (the engine's"
+                " build cache was dropped and Debian's packages changed meanwhile?): it replaces it"
+            )
         with timed(f"saved {tarball.name}"):
             save_image(tag, tarball)
         write_manifest(
@@ -394,8 +505,11 @@ def package(args: argparse.Namespace, dist: Path) -> int:
                 "image_bytes": image["Size"],
                 "wheel": wheel.path.name,
                 "wheel_version": wheel.version,
-                "git_commit": commit,
+                "inputs_sha256": release.digest,
                 "base_image": args.base_image,
+                "base_image_id": release.base_image_id,
+                "git_commit": commit,
+                "git_dirty": dirty,
                 "tarball": tarball.name,
                 "tarball_bytes": tarball.stat().st_size,
                 "sha256": sha256_of(tarball),
