@@ -17,11 +17,13 @@ export PY_COLORS := 1
 export ANSIBLE_FORCE_COLOR := 1
 
 .PHONY: help
-help: ## List every target with what it does
-	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) \
-	  | awk 'BEGIN {FS = ":.*## "}; {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
+help: ## List every target with what it does, under its heading (##@ lines)
+	@awk 'BEGIN {FS = ":.*## "} /^##@ / {printf "\n\033[1m%s\033[0m\n", substr($$0, 5); next} \
+	  /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 # --- Setup -------------------------------------------------------------------------------------
+
+##@ Setup
 
 .PHONY: setup
 setup: $(VENV)/.installed ## Create .venv with the pinned tooling and check the collections
@@ -46,6 +48,8 @@ images: engine ## Build the Debian 12/13 systemd test-host images (only when mis
 	@scripts/build-images.sh
 
 # --- Tests -------------------------------------------------------------------------------------
+
+##@ Tests
 
 .PHONY: lint
 lint: setup ## ansible-lint (production profile), yamllint, ruff
@@ -87,7 +91,9 @@ test: setup images apt-cache ## Everything CI runs: every Molecule scenario, bes
 	wait $$molecule || { echo "make test: FAILED in Molecule (see above)"; exit 1; }; \
 	echo "make test: passed in $$(( $$(date +%s) - start )) s"
 
-# --- Operate -----------------------------------------------------------------------------------
+# --- Provision and deploy ----------------------------------------------------------------------
+
+##@ Provision and deploy (ENV=local: the sandbox; ENV=production)
 
 .PHONY: sandbox
 sandbox: setup images apt-cache ## Start the local sandbox host (a systemd container standing in for the VPS, reached over SSH)

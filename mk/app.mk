@@ -11,6 +11,8 @@ BENCH_SECONDS ?= 10
 BENCH_INVOICES ?= 3000
 BENCH_ROUNDS ?= 3
 
+##@ The app (app/)
+
 .PHONY: app-setup
 app-setup: $(APP_VENV)/.installed ## app/.venv with the service and its test extra; apt packages the tests need
 	@missing=""; for pkg in $(APP_APT); do \

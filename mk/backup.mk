@@ -1,6 +1,8 @@
 # Backups: the restore drill against an inventory (the main Makefile's ENV, INVENTORY, ANSIBLE_ARGS).
 SET ?=
 
+##@ Backups and restores (ENV=...)
+
 .PHONY: restore-drill
 restore-drill: setup ## Restore the newest backup (or SET=<name>) into scratch on ENV's hosts, compare, report the RTO
 	@start=$$(date +%s); \

@@ -5,6 +5,8 @@ PGBENCH_SECONDS ?= 30
 PGBENCH_SCALE   ?= 30
 PGBENCH_CLIENTS ?= 8
 
+##@ Benchmarks
+
 .PHONY: bench-postgres
 bench-postgres: setup images apt-cache ## pgbench: budget-derived vs stock PostgreSQL settings under one memory ceiling (PGBENCH_*)
 	@PGBENCH_SECONDS=$(PGBENCH_SECONDS) PGBENCH_SCALE=$(PGBENCH_SCALE) PGBENCH_CLIENTS=$(PGBENCH_CLIENTS) \

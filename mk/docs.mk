@@ -1,6 +1,8 @@
 # Operator docs (docs/): the variables reference is generated from the roles' argument specs.
 VARIABLES_REF := docs/VARIABLES.md
 
+##@ Docs
+
 .PHONY: docs
 docs: setup ## Regenerate docs/VARIABLES.md from roles/*/meta/argument_specs.yml and defaults
 	$(BIN)/python scripts/gen_variables_reference.py --output $(VARIABLES_REF)

@@ -4,6 +4,8 @@
 PACKAGE_ARGS ?=
 PACKAGE_PYTEST ?=
 
+##@ Packaging
+
 .PHONY: base-image
 base-image: engine ## Build debian:trixie-slim from Debian packages (only when missing or changed)
 	@scripts/build-base-image.sh

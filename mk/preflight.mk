@@ -3,6 +3,8 @@
 # inventory passing, a host that is not Debian 12 or 13 refused, production's rules and warnings.
 PREFLIGHT_PYTEST ?=
 
+##@ Tests: preflight
+
 .PHONY: preflight-test
 preflight-test: setup images ## Preflight against the production inventory's files on throwaway hosts (PREFLIGHT_PYTEST=-v)
 	@start=$$(date +%s); \

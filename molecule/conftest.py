@@ -142,6 +142,32 @@ def playbook_runner(host: object) -> Callable[..., PlaybookRun]:
     return run
 
 
+@pytest.fixture
+def run_make(host: object) -> Callable[..., PlaybookRun]:
+    """Run a make target of the project (mk/operate.mk's: status, rollback, logs...) against the host
+    under test, as an operator would against an inventory: INVENTORY= Molecule's, HOST= this host.
+    ``timeout`` stops a target that does not end by itself (make logs FOLLOW=1): rc is then 124."""
+    name = host.backend.host  # type: ignore[attr-defined]
+
+    def run(target: str, timeout: float | None = None, **variables: str) -> PlaybookRun:
+        command = ["make", "--no-print-directory", "-C", str(PROJECT), target]
+        command += [f"INVENTORY={os.environ['MOLECULE_INVENTORY_FILE']}", f"HOST={name}"]
+        command += [f"{key}={value}" for key, value in variables.items()]
+        env = {**os.environ, "ANSIBLE_FORCE_COLOR": "0", "ANSIBLE_NOCOLOR": "1"}
+        env["TOOLKIT_OPERATOR"] = "tester@bench"
+        try:
+            done = subprocess.run(
+                command, capture_output=True, text=True, env=env, check=False, timeout=timeout
+            )
+        except subprocess.TimeoutExpired as expired:
+            output = (expired.stdout or b"").decode() + (expired.stderr or b"").decode()  # type: ignore[union-attr]
+            return PlaybookRun(124, output, {})
+        output = done.stdout + done.stderr
+        return PlaybookRun(done.returncode, output, _recap(output, name))
+
+    return run
+
+
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -31,6 +32,8 @@ READY = "http://127.0.0.1:8000/health/ready"
 DIST = PROJECT / "dist"
 DEPLOY = PROJECT / "playbooks" / "deploy.yml"
 ROLLBACK = PROJECT / "playbooks" / "rollback.yml"
+PIN = f"{BASE}/pin.json"
+LOCK = f"{BASE}/deploy.lock"
 WRONG_DB_URL = "postgresql+asyncpg://invoice:not-the-password@host.docker.internal:5432/invoice"
 
 
@@ -274,21 +277,33 @@ def test_new_release_goes_live_after_a_dump(host, run_playbook, retag, version: 
     assert _ready(host)["checks"]["database"]["status"] == "ok"
 
 
+def _pin(host) -> dict:
+    pin = host.file(PIN)
+    return json.loads(pin.content_string) if pin.exists else {}
+
+
 @ON_ONE_HOST
-def test_rollback_brings_back_the_previous_release(host, run_playbook, version: str) -> None:
-    run = run_playbook(ROLLBACK)
+def test_make_rollback_brings_back_the_previous_release_and_pins_the_host(
+    host, run_make, version: str
+) -> None:
+    run = run_make("rollback")
     assert run.rc == 0, run.output
     assert f"invoice-service {version} runs again and passed the health gate" in run.output
     assert _current(host) == version
     assert _release_of_api(host) == version
+    pin = _pin(host)
+    assert (pin["version"], pin["by"]) == (version, "tester@bench")
+    assert pin["reason"] == f"rollback from {version}-next"
+    assert not host.file(LOCK).exists, "the rollback left its deploy lock behind"
 
 
 @ON_ONE_HOST
-def test_rollback_to_a_named_release(host, run_playbook, version: str) -> None:
-    run = run_playbook(ROLLBACK, {"app_rollback_to": f"{version}-next"})
+def test_make_rollback_to_a_named_release(host, run_make, version: str) -> None:
+    run = run_make("rollback", TO=f"{version}-next")
     assert run.rc == 0, run.output
     assert _current(host) == f"{version}-next"
     assert _release_of_api(host) == f"{version}-next"
+    assert _pin(host)["version"] == f"{version}-next"
     assert _ready(host)["checks"]["database"]["status"] == "ok"
 
 
@@ -302,16 +317,156 @@ def test_rollback_to_an_unknown_release_fails_and_changes_nothing(host, run_play
 
 
 @ON_ONE_HOST
-def test_releases_beyond_keep_are_removed_with_their_images(host, run_playbook, version: str) -> None:
+def test_a_later_run_keeps_the_rolled_back_release_and_prunes_around_it(
+    host, run_playbook, version: str
+) -> None:
+    """What site.yml's deploy play does on a pinned host (the app role with no release named): the
+    newest package in dist/ is {version}, yet the host stays on the release the rollback chose.
+    Releases beyond app_releases_keep go, with their images: the failed attempt first."""
     run = run_playbook("app.yml", {"app_releases_keep": 2})
     assert run.rc == 0, run.output
-    assert _current(host) == version
+    assert f"stays on {version}-next: pinned by tester@bench" in run.output
+    assert _current(host) == f"{version}-next"
+    assert _release_of_api(host) == f"{version}-next"
     kept = set(host.check_output(f"ls {RELEASES}").split())
-    # The running release and the one that went live before it; the failed attempt goes first.
     assert kept == {version, f"{version}-next"}
     tags = host.check_output("docker image ls --format '{{.Tag}}' invoice-service").split()
     assert f"{version}-broken" not in tags
     assert {version, f"{version}-next"} <= set(tags)
+
+
+@ON_ONE_HOST
+def test_a_deploy_is_refused_while_another_holds_the_lock_and_make_unlock_breaks_it(
+    host, run_playbook, run_make, version: str
+) -> None:
+    holder = {"by": "alice@laptop", "at": "2026-12-01T08:00:00+00:00", "action": "deploy", "version": "9.9.9"}
+    host.check_output(f"mkdir {LOCK} && echo '{json.dumps(holder)}' > {LOCK}/holder.json")
+    try:
+        run = run_playbook("app.yml")
+        assert run.rc != 0
+        assert (
+            "invoice-service is locked on production-debian12: deploy 9.9.9 by alice@laptop since"
+            " 2026-12-01T08:00:00+00:00" in run.output
+        ), run.output[-3000:]
+        assert "make unlock" in run.output
+        assert run.recap.get("changed") == 0
+        assert host.file(f"{LOCK}/holder.json").exists, "a refused run must not take or drop the lock"
+        status = run_make("status")
+        held = "deploy lock: HELD by alice@laptop since 2026-12-01T08:00:00+00:00 (deploy 9.9.9)"
+        assert held in status.output, status.output
+        unlock = run_make("unlock")
+        assert unlock.rc == 0, unlock.output
+        assert "broke the deploy lock: HELD by alice@laptop" in unlock.output
+        assert not host.file(LOCK).exists
+    finally:
+        host.run(f"rm -rf {LOCK}")
+    assert run_playbook("app.yml").rc == 0
+
+
+@ON_ONE_HOST
+def test_make_app_deploy_puts_the_newest_package_live_and_ends_the_pin(host, run_make, version: str) -> None:
+    run = run_make("app-deploy")
+    assert run.rc == 0, run.output[-3000:]
+    # The app alone: no host role ran (--tags app).
+    assert "TASK [app : " in run.output
+    assert "TASK [traefik : " not in run.output
+    assert "TASK [postgres : " not in run.output
+    assert _current(host) == version
+    assert _release_of_api(host) == version
+    assert not host.file(PIN).exists
+    assert _ready(host)["checks"]["database"]["status"] == "ok"
+
+
+@ON_ONE_HOST
+def test_make_status_and_releases_show_the_live_release_the_containers_and_the_hosts_checks(
+    host, run_make, version: str
+) -> None:
+    status = run_make("status")
+    assert f"live release: {version} (went live " in status.output, status.output
+    assert "not pinned" in status.output
+    assert "deploy lock: free" in status.output
+    assert re.search(r"^  api +running \(healthy\)", status.output, re.MULTILINE), status.output
+    assert re.search(r"^  worker +running", status.output, re.MULTILINE), status.output
+    # The host's own checks: the API, the disk, the backups.
+    assert re.search(r"^PASS api ", status.output, re.MULTILINE), status.output
+    assert re.search(r"^\w+ +disk ", status.output, re.MULTILINE), status.output
+    assert re.search(r"^\w+ +backup ", status.output, re.MULTILINE), status.output
+    releases = run_make("releases")
+    assert releases.rc == 0, releases.output
+    lines = releases.output.splitlines()
+    assert lines[0].startswith(f"* {version} "), lines
+    assert any(line.startswith(f"  {version}-next ") for line in lines), lines
+
+
+@ON_ONE_HOST
+def test_make_logs_of_each_service_and_follow(host, run_make) -> None:
+    api = run_make("logs", SERVICE="api", LINES="20")
+    assert api.rc == 0, api.output
+    assert re.search(r"^api-1 +\| \d{4}-\d\d-\d\dT", api.output, re.MULTILINE), api.output
+    postgres = run_make("logs", SERVICE="postgres", LINES="5")
+    assert postgres.rc == 0, postgres.output
+    assert " LOG: " in postgres.output, postgres.output
+    for service in ("worker", "redis"):
+        run = run_make("logs", SERVICE=service, LINES="5")
+        assert run.rc == 0, run.output
+        assert run.output.strip(), f"make logs SERVICE={service} printed nothing"
+    unknown = run_make("logs", SERVICE="nginx")
+    assert unknown.rc != 0
+    assert "no service nginx (known: api, worker, traefik, postgres, redis)" in unknown.output
+    # FOLLOW=1 keeps streaming: it only ends when stopped.
+    follow = run_make("logs", timeout=15, SERVICE="api", LINES="0", FOLLOW="1")
+    assert follow.rc == 124, follow.output
+
+
+@ON_ONE_HOST
+def test_make_exec_runs_a_one_off_command_in_a_fresh_container_with_the_releases_env(host, run_make) -> None:
+    before = host.check_output("docker ps --all --quiet | sort")
+    command = 'echo "db=${DATABASE_URL##*@} user=$(id -u)"; invoice-migrate current 2>&1 | tail -1'
+    run = run_make("exec", CMD=command)
+    assert run.rc == 0, run.output
+    assert "db=host.docker.internal:5432/invoice user=10001" in run.output
+    assert "(head)" in run.output, run.output
+    after = host.check_output("docker ps --all --quiet | sort")
+    assert after == before, "the one-off container was left behind"
+    failing = run_make("exec", CMD="exit 3")
+    assert failing.rc != 0
+
+
+@ON_ONE_HOST
+def test_make_app_stop_start_restart_and_the_audit_log(host, run_make, version: str) -> None:
+    stop = run_make("app-stop", ONLY="worker")
+    assert stop.rc == 0, stop.output
+    assert _inspect(host, WORKER)["State"]["Running"] is False
+    assert _inspect(host, API)["State"]["Running"] is True
+    start = run_make("app-start", ONLY="worker")
+    assert start.rc == 0, start.output
+    assert _inspect(host, WORKER)["State"]["Running"] is True
+    started = _inspect(host, API)["State"]["StartedAt"]
+    restart = run_make("app-restart")
+    assert restart.rc == 0, restart.output
+    assert _inspect(host, API)["State"]["StartedAt"] != started
+    assert _ready_within(host, 60)["checks"]["database"]["status"] == "ok"
+    audit = run_make("audit", LINES="50")
+    assert audit.rc == 0, audit.output
+    for entry in (
+        f"deploy by tester@bench: {version}-broken FAILED",
+        f"rollback by tester@bench: {version} went live (was {version}-next); pinned",
+        f"unpin by tester@bench: {version} was deployed explicitly; the pin to {version}-next",
+        "unlock by tester@bench: broke the deploy lock: HELD by alice@laptop",
+        f"exec by tester@bench: {version}: sh -c",
+        f"stop by tester@bench: {version} worker: exit 0",
+        f"restart by tester@bench: {version} all services: exit 0",
+    ):
+        assert entry in audit.output, f"{entry!r} not in the audit log:\n{audit.output}"
+
+
+def _ready_within(host, seconds: int) -> dict:
+    for _ in range(seconds):
+        body = http_get(host, READY)
+        if body:
+            return json.loads(body)
+        time.sleep(1)
+    pytest.fail(f"{READY} did not answer 200 within {seconds} s")
 
 
 @ON_ONE_HOST
