@@ -41,6 +41,17 @@ CONNECTION_EXPRESSION = (
 )
 
 
+CONTROL_DIR = os.path.expanduser("~/.ansible/cp")
+CONTROL_OPTIONS = [
+    "-o",
+    "ControlMaster=auto",
+    "-o",
+    "ControlPersist=60s",
+    "-o",
+    f"ControlPath={CONTROL_DIR}/toolkit-%C",
+]
+
+
 class OnHostError(Exception):
     pass
 
@@ -88,7 +99,10 @@ def remote_command(connection: Connection, command: list[str], *, tty: bool, ope
         raise OnHostError(f"{connection.name}: connection {connection.connection} is not supported here")
     if connection.user != "root":
         as_root = ["sudo", "--non-interactive", *as_root]
-    ssh = ["ssh", "-t" if tty else "-T", "-p", str(connection.port)]
+    # One connection per host for a minute, shared by the commands that follow: sshd's port is
+    # rate-limited (ufw limit: 6 new connections in 30 s), which a few make targets in a row
+    # would otherwise reach.
+    ssh = ["ssh", "-t" if tty else "-T", "-p", str(connection.port), *CONTROL_OPTIONS]
     if connection.key:
         ssh += ["-i", os.path.expanduser(connection.key)]
     ssh += shlex.split(connection.ssh_args)
@@ -137,6 +151,7 @@ def main(argv: list[str] | None = None) -> int:
         connection = resolve(args.inventory, args.host or None)
         operator = f"{getpass.getuser()}@{socket.gethostname()}"
         line = remote_command(connection, command, tty=args.tty, operator=operator)
+        os.makedirs(CONTROL_DIR, mode=0o700, exist_ok=True)
     except OnHostError as error:
         print(f"on_host: {error}", file=sys.stderr)
         return 2

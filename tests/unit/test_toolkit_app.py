@@ -92,7 +92,7 @@ def test_log_commands_by_service() -> None:
     release = Path("/opt/invoice-service/releases/0.1.0-aaaa")
     api = ta.log_command(SETTINGS, release, "api", follow=True, lines=50)
     assert api[:2] == ["docker", "compose"]
-    assert api[-5:] == ["--tail", "50", "--timestamps", "--follow", "api"]
+    assert api[-6:] == ["--no-color", "--tail", "50", "--timestamps", "--follow", "api"]
     assert "--project-name" in api
     assert str(release / "compose.yaml") in api
     assert ta.log_command(SETTINGS, release, "traefik", follow=False, lines=10) == [
@@ -189,7 +189,9 @@ def test_on_host_runs_the_command_as_root_over_ssh_or_docker_exec() -> None:
     line = on_host.remote_command(
         connection, ["toolkit-app", "exec", "--", "sh", "-c", "echo 'hi'"], tty=False, operator="ana@laptop"
     )
-    assert line[:5] == ["ssh", "-T", "-p", "2222", "-i"]
+    assert line[:4] == ["ssh", "-T", "-p", "2222"]
+    assert "ControlMaster=auto" in line  # one connection shared by the commands of a minute
+    assert line[line.index("-i") + 1] == "~/.ssh/id_ed25519".replace("~", str(Path.home()))
     assert line[-3:-1] == ["IdentitiesOnly=yes", "deploy@203.0.113.10"]
     assert line[-1] == (
         "sudo --non-interactive env TOOLKIT_OPERATOR=ana@laptop toolkit-app exec -- sh -c "

@@ -367,10 +367,10 @@ def test_a_deploy_is_refused_while_another_holds_the_lock_and_make_unlock_breaks
 def test_make_app_deploy_puts_the_newest_package_live_and_ends_the_pin(host, run_make, version: str) -> None:
     run = run_make("app-deploy")
     assert run.rc == 0, run.output[-3000:]
-    # The app alone: no host role ran (--tags app).
+    # The app alone: no host role ran (--tags app); Ansible validates every role's arguments anyway.
     assert "TASK [app : " in run.output
-    assert "TASK [traefik : " not in run.output
-    assert "TASK [postgres : " not in run.output
+    ran = set(re.findall(r"^TASK \[(\w+) : (?!Validating arguments)", run.output, re.MULTILINE))
+    assert ran == {"app"}, ran
     assert _current(host) == version
     assert _release_of_api(host) == version
     assert not host.file(PIN).exists
@@ -385,7 +385,8 @@ def test_make_status_and_releases_show_the_live_release_the_containers_and_the_h
     assert f"live release: {version} (went live " in status.output, status.output
     assert "not pinned" in status.output
     assert "deploy lock: free" in status.output
-    assert re.search(r"^  api +running \(healthy\)", status.output, re.MULTILINE), status.output
+    # Just restarted by make app-deploy: the health check may still be starting.
+    assert re.search(r"^  api +running \((healthy|starting)\)", status.output, re.MULTILINE), status.output
     assert re.search(r"^  worker +running", status.output, re.MULTILINE), status.output
     # The host's own checks: the API, the disk, the backups.
     assert re.search(r"^PASS api ", status.output, re.MULTILINE), status.output
@@ -402,7 +403,7 @@ def test_make_status_and_releases_show_the_live_release_the_containers_and_the_h
 def test_make_logs_of_each_service_and_follow(host, run_make) -> None:
     api = run_make("logs", SERVICE="api", LINES="20")
     assert api.rc == 0, api.output
-    assert re.search(r"^api-1 +\| \d{4}-\d\d-\d\dT", api.output, re.MULTILINE), api.output
+    assert re.search(r"api-1 +\| \d{4}-\d\d-\d\dT", api.output), api.output
     postgres = run_make("logs", SERVICE="postgres", LINES="5")
     assert postgres.rc == 0, postgres.output
     assert " LOG: " in postgres.output, postgres.output
@@ -421,7 +422,7 @@ def test_make_logs_of_each_service_and_follow(host, run_make) -> None:
 @ON_ONE_HOST
 def test_make_exec_runs_a_one_off_command_in_a_fresh_container_with_the_releases_env(host, run_make) -> None:
     before = host.check_output("docker ps --all --quiet | sort")
-    command = 'echo "db=${DATABASE_URL##*@} user=$(id -u)"; invoice-migrate current 2>&1 | tail -1'
+    command = 'echo "db=${DATABASE_URL##*@} user=$(id -u)"; invoice-migrate current 2>&1'
     run = run_make("exec", CMD=command)
     assert run.rc == 0, run.output
     assert "db=host.docker.internal:5432/invoice user=10001" in run.output

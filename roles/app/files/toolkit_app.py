@@ -165,8 +165,8 @@ def log_command(
 ) -> list[str]:
     """The command that prints (or follows) ``service``'s logs."""
     if service in COMPOSE_SERVICES:
-        command = [*compose(settings, release_dir), "logs", "--tail", str(lines), "--timestamps"]
-        return [*command, *(["--follow"] if follow else []), service]
+        command = [*compose(settings, release_dir), "logs", "--no-color", "--tail", str(lines)]
+        return [*command, "--timestamps", *(["--follow"] if follow else []), service]
     source = settings.log_sources.get(service)
     if not source:
         known = ", ".join([*COMPOSE_SERVICES, *settings.log_sources])
