@@ -69,3 +69,7 @@ unlock: setup ## Break the host's deploy lock when the run that took it is dead 
 .PHONY: audit
 audit: setup ## The host's audit log: deploys, rollbacks, pins, stops, one-off commands, broken locks (LINES=)
 	@$(ON_HOST) -- toolkit-app audit --lines $(LINES)
+
+.PHONY: rotate-secrets
+rotate-secrets: setup ## After changing secrets in the vault: PostgreSQL, Redis, the health check and the app's env in one play, the app restarted
+	ansible-playbook -i $(INVENTORY) $(LIMIT_ARGS) playbooks/rotate-secrets.yml $(ANSIBLE_ARGS)

@@ -14,9 +14,12 @@ from __future__ import annotations
 
 import json
 import re
+import secrets
+import shlex
 import time
 from collections.abc import Callable
 from pathlib import Path
+from urllib.parse import unquote
 
 import pytest
 from conftest import PROJECT, http_get, http_on_host
@@ -33,6 +36,7 @@ DIST = PROJECT / "dist"
 DEPLOY = PROJECT / "playbooks" / "deploy.yml"
 ROLLBACK = PROJECT / "playbooks" / "rollback.yml"
 PIN = f"{BASE}/pin.json"
+SECRETS = f"{BASE}/secrets.env"
 LOCK = f"{BASE}/deploy.lock"
 WRONG_DB_URL = "postgresql+asyncpg://invoice:not-the-password@host.docker.internal:5432/invoice"
 
@@ -173,14 +177,22 @@ def test_traefik_labels_route_the_domain_on_websecure(host) -> None:
     assert labels["traefik.http.services.invoice-service.loadbalancer.server.port"] == "8000"
 
 
-def test_env_file_is_root_only_and_wired_to_the_host(host) -> None:
-    env = host.file(f"{CURRENT}/app.env")
-    assert (env.user, env.group, env.mode) == ("root", "root", 0o600)
-    content = env.content_string
+def test_secrets_are_root_only_outside_the_release_and_wired_to_the_host(host) -> None:
+    """The secrets are in one file every release reads (a rollback keeps the current ones); the
+    release's own env file holds its settings only."""
+    secrets = host.file(SECRETS)
+    assert (secrets.user, secrets.group, secrets.mode) == ("root", "root", 0o600)
+    content = secrets.content_string
     assert "DATABASE_URL='postgresql+asyncpg://invoice:" in content
     assert "@host.docker.internal:5432/invoice'" in content
     assert "REDIS_URL='redis://:" in content
     assert re.search(r"^JWT_SECRET='.{32,}'$", content, re.MULTILINE)
+    env = host.file(f"{CURRENT}/app.env")
+    assert (env.user, env.group, env.mode) == ("root", "root", 0o600)
+    assert not re.search(r"^(DATABASE_URL|REDIS_URL|JWT_SECRET)=", env.content_string, re.MULTILINE)
+    assert "UVICORN_WORKERS=" in env.content_string
+    compose = host.file(f"{CURRENT}/compose.yaml").content_string
+    assert f"- {SECRETS}\n" in compose
 
 
 def test_memory_limits_and_workers_follow_the_budget(host, run_playbook) -> None:
@@ -459,6 +471,64 @@ def test_make_app_stop_start_restart_and_the_audit_log(host, run_make, version: 
         f"restart by tester@bench: {version} all services: exit 0",
     ):
         assert entry in audit.output, f"{entry!r} not in the audit log:\n{audit.output}"
+
+
+def _database_password(host) -> str:
+    url = re.search(r"^DATABASE_URL='([^']*)'$", host.file(SECRETS).content_string, re.MULTILINE)
+    assert url, "no DATABASE_URL in the secrets file"
+    return unquote(url.group(1).split("://invoice:", 1)[1].rsplit("@", 1)[0])
+
+
+def _login_works(host, password: str) -> bool:
+    """Whether PostgreSQL takes the app role's password, over TCP on the Docker bridge as the containers
+    log in (pg_hba admits the app role from the Docker networks only)."""
+    return (
+        host.run(
+            f"PGPASSWORD={shlex.quote(password)} psql -h 172.30.0.1 -U invoice -d invoice -tAc 'SELECT 1'"
+        ).rc
+        == 0
+    )
+
+
+@ON_ONE_HOST
+def test_make_rotate_secrets_changes_both_sides_together_and_a_rollback_keeps_the_new_ones(
+    host, run_make, tmp_path: Path, version: str
+) -> None:
+    """New values for the database and Redis passwords and the JWT secret (standing in for a vault
+    edit): one play changes PostgreSQL, Redis and the app, which serves again with them; the old
+    password is refused. A rollback to an older release runs with the new secrets. Then the vault's
+    values come back the same way."""
+    old_password = _database_password(host)
+    rotated = {
+        "postgres_app_password": "rotated-" + secrets.token_hex(12),
+        "redis_password": "rotated-" + secrets.token_hex(12),
+        "app_jwt_secret": secrets.token_hex(24),
+    }
+    extra = tmp_path / "rotated.json"
+    extra.write_text(json.dumps(rotated))
+    try:
+        run = run_make("rotate-secrets", ANSIBLE_ARGS=f"--extra-vars=@{extra}")
+        assert run.rc == 0, run.output[-3000:]
+        for secret in rotated.values():
+            assert secret not in run.output, "a secret leaked into the output"
+        assert _database_password(host) == rotated["postgres_app_password"]
+        assert _login_works(host, rotated["postgres_app_password"])
+        assert not _login_works(host, old_password), "PostgreSQL still takes the old password"
+        checks = _ready_within(host, 60)["checks"]
+        assert (checks["database"]["status"], checks["redis"]["status"]) == ("ok", "ok")
+        assert _current(host) == version, "rotating the secrets changed the release"
+        # The previous release's directory holds no secret: it comes back with the new ones.
+        back = run_make("rollback")
+        assert back.rc == 0, back.output[-3000:]
+        assert _current(host) == f"{version}-next"
+        checks = _ready_within(host, 60)["checks"]
+        assert (checks["database"]["status"], checks["redis"]["status"]) == ("ok", "ok")
+    finally:
+        restored = run_make("rotate-secrets")
+        host.run(f"rm -f {PIN}")
+    assert restored.rc == 0, restored.output[-3000:]
+    assert _login_works(host, old_password)
+    assert _ready_within(host, 60)["checks"]["redis"]["status"] == "ok"
 
 
 def _ready_within(host, seconds: int) -> dict:
