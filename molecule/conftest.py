@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 
 PROJECT = Path(__file__).resolve().parents[1]
+# The test bench's operator, as the deploy lock and the audit log name it (TOOLKIT_OPERATOR).
+OPERATOR = "tester@bench"
 
 
 SIBLING_IMAGE = "toolkit/systemd-debian:trixie"
@@ -135,6 +137,8 @@ def playbook_runner(host: object) -> Callable[..., PlaybookRun]:
         if extra_vars:
             command += ["--extra-vars", json.dumps(extra_vars)]
         env = {**os.environ, "ANSIBLE_FORCE_COLOR": "0", "ANSIBLE_NOCOLOR": "1"}
+        # Who deploys, for the deploy lock and the audit log (app_operator), as run_make says too.
+        env["TOOLKIT_OPERATOR"] = OPERATOR
         done = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
         output = done.stdout + done.stderr
         return PlaybookRun(done.returncode, output, _recap(output, name))
@@ -154,7 +158,7 @@ def run_make(host: object) -> Callable[..., PlaybookRun]:
         command += [f"INVENTORY={os.environ['MOLECULE_INVENTORY_FILE']}", f"HOST={name}"]
         command += [f"{key}={value}" for key, value in variables.items()]
         env = {**os.environ, "ANSIBLE_FORCE_COLOR": "0", "ANSIBLE_NOCOLOR": "1"}
-        env["TOOLKIT_OPERATOR"] = "tester@bench"
+        env["TOOLKIT_OPERATOR"] = OPERATOR
         try:
             done = subprocess.run(
                 command, capture_output=True, text=True, env=env, check=False, timeout=timeout

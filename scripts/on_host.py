@@ -10,8 +10,8 @@ Docker connection.
 
     scripts/on_host.py -i INVENTORY [--host NAME] [--tty] -- COMMAND...
 
-Without --host the inventory's vps group must hold exactly one host. The operator (user@machine)
-goes along as TOOLKIT_OPERATOR, for the host's audit log.
+Without --host the inventory's vps group must hold exactly one host. The operator ($TOOLKIT_OPERATOR,
+else user@machine) goes along as TOOLKIT_OPERATOR, for the host's audit log.
 """
 
 from __future__ import annotations
@@ -149,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
         cli.error("no command")
     try:
         connection = resolve(args.inventory, args.host or None)
-        operator = f"{getpass.getuser()}@{socket.gethostname()}"
+        operator = os.environ.get("TOOLKIT_OPERATOR") or f"{getpass.getuser()}@{socket.gethostname()}"
         line = remote_command(connection, command, tty=args.tty, operator=operator)
         os.makedirs(CONTROL_DIR, mode=0o700, exist_ok=True)
     except OnHostError as error:
