@@ -104,7 +104,7 @@ def test_log_commands_by_service() -> None:
     ]  # fmt: skip
     assert ta.log_command(SETTINGS, release, "redis", follow=False, lines=5)[-2:] == ["-u", "redis-server"]
     with pytest.raises(
-        ta.AppError, match="no service nginx \\(known: api, worker, traefik, postgres, redis\\)"
+        ta.AppError, match="no service nginx \\(known: api, worker, postgres, redis, traefik\\)"
     ):
         ta.log_command(SETTINGS, release, "nginx", follow=False, lines=5)
 

@@ -427,7 +427,7 @@ def test_make_logs_of_each_service_and_follow(host, run_make) -> None:
         assert run.output.strip(), f"make logs SERVICE={service} printed nothing"
     unknown = run_make("logs", SERVICE="nginx")
     assert unknown.rc != 0
-    assert "no service nginx (known: api, worker, traefik, postgres, redis)" in unknown.output
+    assert "no service nginx (known: api, worker, postgres, redis, traefik)" in unknown.output
     # FOLLOW=1 keeps streaming: it only ends when stopped.
     follow = run_make("logs", timeout=15, SERVICE="api", LINES="0", FOLLOW="1")
     assert follow.rc == 124, follow.output

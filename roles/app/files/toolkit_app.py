@@ -169,7 +169,7 @@ def log_command(
         return [*command, "--timestamps", *(["--follow"] if follow else []), service]
     source = settings.log_sources.get(service)
     if not source:
-        known = ", ".join([*COMPOSE_SERVICES, *settings.log_sources])
+        known = ", ".join([*COMPOSE_SERVICES, *sorted(settings.log_sources)])
         raise AppError(f"no service {service} (known: {known})")
     if "container" in source:
         return [
