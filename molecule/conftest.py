@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -199,6 +200,26 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if dropped:
         config.hook.pytest_deselected(items=dropped)
         items[:] = kept
+
+
+# A scenario whose tests run under pytest-xdist with --dist loadscope (molecule/backup) tests each
+# host on one worker, in file order, the hosts side by side: the scope of a test is its host (the
+# testinfra id, e.g. [ansible://backup-debian12-...]), not its module. (--dist loadgroup with
+# xdist_group marks would say the same, but pytest-xdist 3.8 cannot rename pytest 9.2's node ids.)
+HOST_IN_NODEID = re.compile(r"\[(?:ansible|docker|ssh)://([\w.]+?-debian\d+)")
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object | None:
+    if config.getvalue("dist") != "loadscope":
+        return None
+    from xdist.scheduler import LoadScopeScheduling  # only under pytest-xdist
+
+    class ByHost(LoadScopeScheduling):  # type: ignore[misc]
+        def _split_scope(self, nodeid: str) -> str:
+            found = HOST_IN_NODEID.search(nodeid)
+            return found.group(1) if found else super()._split_scope(nodeid)
+
+    return ByHost(config, log)
 
 
 TINY_IMAGE = "toolkit/busybox:test"

@@ -1,4 +1,4 @@
-"""What the backup role promises, checked on the converged Debian 13 host.
+"""What the backup role promises, checked on the converged Debian 12 and 13 hosts.
 
 Converge left PostgreSQL with the app's tables (invoices 50 rows, line_items 120, audit_empty 0),
 four upload files, and the backup role with a restic repository in a local directory and alerts

@@ -1,4 +1,5 @@
-"""Point-in-time recovery with pgBackRest, on the converged Debian 13 host (PostgreSQL 17).
+"""Point-in-time recovery with pgBackRest, on the converged Debian 12 and 13 hosts (PostgreSQL 15
+and 17).
 
 Converge set up archiving into a local repository (repo1, /var/lib/pgbackrest) and an encrypted
 "offsite" one (repo2, a directory: /srv/offsite/pgbackrest), with WAL archived at least every 10 s
@@ -14,11 +15,22 @@ import time
 import pytest
 from test_backup import DATABASE, _psql
 
-PG_DATA = "/var/lib/postgresql/17/main"
-SERVICE = "postgresql@17-main"
 ARCHIVE_TIMEOUT = 10  # converge.yml's postgres_archive_timeout
 OFFSITE = "/srv/offsite/pgbackrest"
 LOCAL = "/var/lib/pgbackrest"
+
+
+def _version(host) -> str:
+    """The cluster's PostgreSQL major version: 15 on Debian 12, 17 on Debian 13."""
+    return host.check_output("ls /etc/postgresql")
+
+
+def _pg_data(host) -> str:
+    return f"/var/lib/postgresql/{_version(host)}/main"
+
+
+def _service(host) -> str:
+    return f"postgresql@{_version(host)}-main"
 
 
 def _facts(host) -> dict[str, str]:
@@ -146,7 +158,7 @@ def test_the_drill_restores_each_repository_in_turn_and_proves_every_table_while
     # (archiving off) and are gone.
     assert {table: facts for table, facts in _facts(host).items() if table != "public.drill_marks"} == others
     assert host.check_output(histories) == timelines
-    assert host.run(f"ls -d {PG_DATA}.pitr-drill").rc != 0
+    assert host.run(f"ls -d {_pg_data(host)}.pitr-drill").rc != 0
     check = host.run("runuser -u postgres -- pgbackrest --stanza=main check")
     assert check.rc == 0, check.stdout + check.stderr
 
@@ -190,7 +202,7 @@ def test_a_restore_to_a_moment_has_every_write_before_it_and_none_after_and_undo
     assert restore.rc == 0, restore.stdout + restore.stderr
     assert _psql(host, "SELECT string_agg(note, ',') FROM pitr_marks") == "before"
     assert _facts(host) == at_moment, "the restored tables differ from their state at the moment"
-    kept = host.check_output(f"ls -d {PG_DATA}.before-*").split()
+    kept = host.check_output(f"ls -d {_pg_data(host)}.before-*").split()
     assert len(kept) == 1
     assert f"before it: {kept[0]}" in restore.stdout
     restored_timeline = _timeline(host)
@@ -206,7 +218,7 @@ def test_a_restore_to_a_moment_has_every_write_before_it_and_none_after_and_undo
 
     dropped = host.run("toolkit-pitr restore --drop-previous")
     assert dropped.rc == 0, dropped.stdout + dropped.stderr
-    assert host.run(f"ls -d {PG_DATA}.before-* {PG_DATA}.undone-*").rc != 0
+    assert host.run(f"ls -d {_pg_data(host)}.before-* {_pg_data(host)}.undone-*").rc != 0
 
 
 HEARTBEAT = (
@@ -227,15 +239,16 @@ def test_the_vps_is_gone_rpo_of_a_restore_from_the_offsite_repository_alone(
     host.check_output(f"systemd-run --unit toolkit-test-heartbeat bash -c {json.dumps(HEARTBEAT)}")
     try:
         time.sleep(2.5 * ARCHIVE_TIMEOUT)
-        host.check_output(f"systemctl kill -s KILL {SERVICE}")
+        version, pg_data, service = _version(host), _pg_data(host), _service(host)
+        host.check_output(f"systemctl kill -s KILL {service}")
         last_written = float(host.check_output("cat /run/toolkit-test-heartbeat"))
         # (Its loop ends by itself once an insert fails; the transient unit may be gone already.)
         host.run("systemctl stop toolkit-test-heartbeat")
-        host.check_output(f"rm -rf {PG_DATA} {LOCAL}/*")
+        host.check_output(f"rm -rf {pg_data} {LOCAL}/*")
         host.check_output(
-            f"install -d -o postgres -g postgres -m 0700 {PG_DATA}"
-            f" && runuser -u postgres -- /usr/lib/postgresql/17/bin/initdb -D {PG_DATA} >/dev/null"
-            f" && systemctl reset-failed {SERVICE} && systemctl start {SERVICE}"
+            f"install -d -o postgres -g postgres -m 0700 {pg_data}"
+            f" && runuser -u postgres -- /usr/lib/postgresql/{version}/bin/initdb -D {pg_data} >/dev/null"
+            f" && systemctl reset-failed {service} && systemctl start {service}"
         )
         stanza = host.run("toolkit-pitr stanza")
         assert stanza.rc == 2, stanza.stdout + stanza.stderr
