@@ -30,6 +30,10 @@ INT_INPUTS = {
     "budget_api_pool_size": (1, 10000),
     "budget_api_max_overflow": (0, 10000),
     "budget_worker_db_connections": (0, 10000),
+    "budget_worker_replicas": (0, 64),
+    "budget_worker_concurrency": (0, 256),
+    "budget_worker_process_mb": (1, _MAX_MB),
+    "budget_worker_job_mb": (1, _MAX_MB),
     "budget_db_connection_reserve": (MIN_CONNECTION_RESERVE, 10000),
     "budget_postgres_autovacuum_max_workers": (1, 64),
     "postgres_version": (VERSIONS.start, VERSIONS.stop - 1),
@@ -68,6 +72,10 @@ class Budget:
     api_pool_size: int
     api_max_overflow: int
     worker_db_connections: int
+    worker_replicas: int
+    worker_concurrency: int
+    worker_process_mb: int
+    worker_job_mb: int
     db_connection_reserve: int
     autovacuum_max_workers: int
     postgres_version: int
@@ -142,6 +150,10 @@ def read_budget(inputs: object) -> Budget:
         api_pool_size=ints["budget_api_pool_size"],
         api_max_overflow=ints["budget_api_max_overflow"],
         worker_db_connections=ints["budget_worker_db_connections"],
+        worker_replicas=ints["budget_worker_replicas"],
+        worker_concurrency=ints["budget_worker_concurrency"],
+        worker_process_mb=ints["budget_worker_process_mb"],
+        worker_job_mb=ints["budget_worker_job_mb"],
         db_connection_reserve=ints["budget_db_connection_reserve"],
         autovacuum_max_workers=ints["budget_postgres_autovacuum_max_workers"],
         postgres_version=ints["postgres_version"],

@@ -19,11 +19,19 @@ memory ceiling.
 
 API: one uvicorn worker per vCPU (the workers are async and I/O-bound), fewer if the API's share does
 not hold that many of budget_api_worker_mb each; budget_api_workers > 0 sets the count instead.
+
+Background worker: one process (a container replica) per two vCPUs, as far as the worker's share
+holds a process (budget_worker_process_mb) running one job (budget_worker_job_mb): its jobs run OCR,
+which is CPU-bound and shares the cores with the API. Each replica gets an equal part of the share as
+its memory limit, and runs as many jobs at once as that part holds beside the process, at most one
+per vCPU. budget_worker_replicas / budget_worker_concurrency > 0 set them instead. Each replica holds
+up to budget_worker_db_connections database connections.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from fractions import Fraction
 
 from .inputs import Budget, BudgetError, read_budget
@@ -43,19 +51,49 @@ def api_workers(budget: Budget) -> int:
     return min(budget.vcpus, budget.shares["api"].mb // budget.api_worker_mb)
 
 
-def max_connections(budget: Budget, workers: int) -> int:
-    """Every API process's pool at its peak, the worker's connections and the admin/backup reserve."""
+@dataclass(frozen=True)
+class WorkerPlan:
+    """The background worker: how many processes, each with what memory limit and job concurrency."""
+
+    replicas: int
+    replica_mb: int
+    concurrency: int
+
+
+def worker_plan(budget: Budget) -> WorkerPlan:
+    """Replicas and concurrency from the worker's share (see the module's docstring)."""
+    share = budget.shares["worker"].mb
+    smallest = budget.worker_process_mb + budget.worker_job_mb
+    replicas = budget.worker_replicas or max(1, min(budget.vcpus // 2, share // smallest))
+    replica_mb = share // replicas
+    room = (replica_mb - budget.worker_process_mb) // budget.worker_job_mb
+    concurrency = budget.worker_concurrency or max(1, min(room, budget.vcpus))
+    return WorkerPlan(replicas, replica_mb, concurrency)
+
+
+def max_connections(budget: Budget, workers: int, worker_replicas: int = 1) -> int:
+    """Every API process's pool at its peak, each worker replica's connections and the admin/backup
+    reserve."""
     pools = workers * (budget.api_pool_size + budget.api_max_overflow)
-    return pools + budget.worker_db_connections + budget.db_connection_reserve
+    return pools + worker_replicas * budget.worker_db_connections + budget.db_connection_reserve
 
 
-def _problems(budget: Budget, workers: int, connections: int, worst_case_kb: int | None) -> list[str]:
+def _problems(
+    budget: Budget, workers: int, worker: WorkerPlan, connections: int, worst_case_kb: int | None
+) -> list[str]:
     shares = budget.shares
     problems = [
         f"budget_shares.{consumer} is {shares[consumer].mb} MB, below the {least} MB {consumer} needs"
         for consumer, least in MIN_SHARE_MB.items()
         if shares[consumer].mb < least
     ]
+    jobs_mb = worker.concurrency * budget.worker_job_mb
+    if worker.replica_mb < budget.worker_process_mb + jobs_mb:
+        problems.append(
+            f"budget_shares.worker is {shares['worker'].mb} MB: {worker.replicas} worker replica(s) of "
+            f"{worker.replica_mb} MB cannot hold budget_worker_process_mb = {budget.worker_process_mb} MB "
+            f"plus {worker.concurrency} job(s) of budget_worker_job_mb = {budget.worker_job_mb} MB"
+        )
     if workers == 0 or workers * budget.api_worker_mb > shares["api"].mb:
         problems.append(
             f"budget_shares.api is {shares['api'].mb} MB, too small for {max(workers, 1)} API worker(s) "
@@ -87,7 +125,8 @@ def make_plan(inputs: object) -> dict[str, object]:
     budget = read_budget(inputs)
     shares = budget.shares
     workers = api_workers(budget)
-    connections = max_connections(budget, workers)
+    worker = worker_plan(budget)
+    connections = max_connections(budget, workers, worker.replicas)
     pg = None
     if shares["postgres"].mb >= MIN_SHARE_MB["postgres"]:
         pg = tune(
@@ -106,13 +145,14 @@ def make_plan(inputs: object) -> dict[str, object]:
     table = render_table(
         budget,
         workers=workers,
+        worker=(worker.replicas, worker.replica_mb, worker.concurrency),
         connections=connections,
         pg=pg,
         worst_case_kb=worst_case_kb,
         redis_maxmemory_mb=redis_maxmemory_mb,
         headroom_mb=headroom_mb,
     )
-    problems = _problems(budget, workers, connections, worst_case_kb)
+    problems = _problems(budget, workers, worker, connections, worst_case_kb)
     if problems or pg is None or worst_case_kb is None:
         reasons = "\n".join(f"- {problem}" for problem in problems)
         raise BudgetError(f"memory budget refused:\n{reasons}\n\n{table}")
@@ -135,7 +175,13 @@ def make_plan(inputs: object) -> dict[str, object]:
             "pool_size": budget.api_pool_size,
             "max_overflow": budget.api_max_overflow,
         },
-        "worker": {"memory_mb": shares["worker"].mb, "db_connections": budget.worker_db_connections},
+        "worker": {
+            "memory_mb": shares["worker"].mb,
+            "replicas": worker.replicas,
+            "replica_memory_mb": worker.replica_mb,
+            "concurrency": worker.concurrency,
+            "db_connections": budget.worker_db_connections,
+        },
         "proxy": {"memory_mb": shares["proxy"].mb},
         "os_reserve_mb": shares["os_reserve"].mb,
         "headroom_mb": headroom_mb,

@@ -16,10 +16,12 @@ def _row(service: str, memory: str, *details: str) -> list[str]:
     return lines
 
 
-def _postgres(budget: Budget, workers: int, connections: int, pg: PgTune | None) -> list[str]:
+def _postgres(
+    budget: Budget, workers: int, worker_replicas: int, connections: int, pg: PgTune | None
+) -> list[str]:
     pools = (
         f"max_connections {connections} = {workers} API workers x ({budget.api_pool_size} pool + "
-        f"{budget.api_max_overflow} overflow) + {budget.worker_db_connections} worker + "
+        f"{budget.api_max_overflow} overflow) + {worker_replicas} x {budget.worker_db_connections} worker + "
         f"{budget.db_connection_reserve} reserve"
     )
     if pg is None:
@@ -45,6 +47,7 @@ def render_table(
     budget: Budget,
     *,
     workers: int,
+    worker: tuple[int, int, int],
     connections: int,
     pg: PgTune | None,
     worst_case_kb: int | None,
@@ -57,7 +60,7 @@ def render_table(
         f"Memory plan: {budget.total_mb} MB host, {budget.vcpus} vCPU, {budget.disk_type} storage, "
         f"PostgreSQL {budget.postgres_version}",
         f"  {'service':<{_WIDTH}}{'memory MB':>10}  derived settings",
-        *_postgres(budget, workers, connections, pg),
+        *_postgres(budget, workers, worker[0], connections, pg),
     ]
     if pg is not None and worst_case_kb is not None:
         lines += _row(
@@ -81,8 +84,12 @@ def render_table(
         f"{workers} uvicorn workers x {budget.api_worker_mb} MB, each with a pool of "
         f"{budget.api_pool_size} + {budget.api_max_overflow} overflow connections",
     )
+    replicas, replica_mb, concurrency = worker
     lines += _row(
-        "worker", shares["worker"].describe(), f"{budget.worker_db_connections} database connections"
+        "worker",
+        shares["worker"].describe(),
+        f"{replicas} process(es) x {replica_mb} MB, {concurrency} jobs at once each, "
+        f"{budget.worker_db_connections} database connections each",
     )
     lines += _row("proxy", shares["proxy"].describe(), "reverse proxy container")
     lines += _row(

@@ -34,6 +34,10 @@ DEFAULT: dict[str, Any] = {
     "budget_api_pool_size": 10,
     "budget_api_max_overflow": 5,
     "budget_worker_db_connections": 10,
+    "budget_worker_replicas": 0,
+    "budget_worker_concurrency": 0,
+    "budget_worker_process_mb": 384,
+    "budget_worker_job_mb": 256,
     "budget_db_connection_reserve": 10,
     "budget_postgres_autovacuum_max_workers": 3,
     "postgres_version": 15,
@@ -101,7 +105,14 @@ def test_8gb_default_reproduces_the_seed_and_pgtune_web_on_the_2gb_share() -> No
         "pool_size": 10,
         "max_overflow": 5,
     }
-    assert plan["worker"] == {"memory_mb": 1024, "db_connections": 10}
+    # One worker process (2 vCPUs) with the whole share, running 2 jobs at once (384 + 2 x 256 MB).
+    assert plan["worker"] == {
+        "memory_mb": 1024,
+        "replicas": 1,
+        "replica_memory_mb": 1024,
+        "concurrency": 2,
+        "db_connections": 10,
+    }
     assert plan["proxy"] == {"memory_mb": 256}
     assert (plan["os_reserve_mb"], plan["headroom_mb"], plan["headroom_min_mb"]) == (768, 1280, 819)
 
@@ -113,14 +124,14 @@ def test_8gb_table_shows_every_service_and_the_headroom() -> None:
         "postgres    2048 (25%)  shared_buffers 512MB, effective_cache_size 1536MB, wal_buffers 16MB",
         "redis              256  maxmemory 192MB",
         "api               2560  2 uvicorn workers x 500 MB",
-        "worker            1024  10 database connections",
+        "worker            1024  1 process(es) x 1024 MB, 2 jobs at once each, 10 database connections each",
         "proxy              256",
         "os_reserve         768",
         "headroom          1280  free (at least 819 MB = 10%)",
         "total             8192",
     ):
         assert f"\n  {row}" in table
-    assert "max_connections 50 = 2 API workers x (10 pool + 5 overflow) + 10 worker + 10 reserve" in table
+    assert "max_connections 50 = 2 API workers x (10 pool + 5 overflow) + 1 x 10 worker + 10 reserve" in table
     assert "worst case 1830 MB" in table
 
 
@@ -223,6 +234,39 @@ def test_more_connections_than_the_share_holds_are_refused() -> None:
     )
     assert "PostgreSQL's worst case" in message
     assert "work_mem 64kB" in message
+
+
+def test_more_vcpus_and_a_bigger_worker_share_give_more_worker_processes() -> None:
+    plan = make_plan(budget(budget_total_mb=16384, budget_vcpus=4, shares={"worker": 2048}))
+    # 4 vCPUs: two processes of 1024 MB, each running 2 jobs; each holds its own connections.
+    assert plan["worker"] == {
+        "memory_mb": 2048,
+        "replicas": 2,
+        "replica_memory_mb": 1024,
+        "concurrency": 2,
+        "db_connections": 10,
+    }
+    assert plan["postgres"]["max_connections"] == 4 * (10 + 5) + 2 * 10 + 10
+    # The share caps the processes: 1024 MB holds one of 384 + 256 MB.
+    assert make_plan(budget(budget_vcpus=8))["worker"]["replicas"] == 1
+    # Explicit values win; concurrency is bounded by memory only when derived.
+    explicit = make_plan(
+        budget(
+            budget_total_mb=16384,
+            budget_worker_replicas=2,
+            budget_worker_concurrency=1,
+            shares={"worker": 1536},
+        )
+    )["worker"]
+    assert (explicit["replicas"], explicit["replica_memory_mb"], explicit["concurrency"]) == (2, 768, 1)
+
+
+def test_a_worker_share_too_small_for_its_processes_and_jobs_is_refused() -> None:
+    message = refusal(budget(budget_worker_replicas=2, budget_worker_concurrency=2))
+    assert (
+        "budget_shares.worker is 1024 MB: 2 worker replica(s) of 512 MB cannot hold "
+        "budget_worker_process_mb = 384 MB plus 2 job(s) of budget_worker_job_mb = 256 MB"
+    ) in message
 
 
 def test_api_share_too_small_for_its_workers_is_refused() -> None:

@@ -46,6 +46,10 @@ def inputs_from(draw: st.DrawFn, total_mb: int, shares: dict[str, int | str], vc
         "budget_api_pool_size": draw(st.integers(1, 30)),
         "budget_api_max_overflow": draw(st.integers(0, 20)),
         "budget_worker_db_connections": draw(st.integers(0, 50)),
+        "budget_worker_replicas": 0,
+        "budget_worker_concurrency": 0,
+        "budget_worker_process_mb": draw(st.integers(16, 512)),
+        "budget_worker_job_mb": draw(st.integers(16, 512)),
         "budget_db_connection_reserve": draw(st.integers(5, 50)),
         "budget_postgres_autovacuum_max_workers": draw(st.integers(1, 3)),
         "postgres_version": draw(st.integers(13, 18)),
@@ -62,7 +66,12 @@ def fitting_budgets(draw: st.DrawFn) -> dict[str, Any]:
     total_mb = draw(st.integers(1200, 262144))
     inputs = inputs_from(draw, total_mb, shares, vcpus)
     workers = inputs["budget_api_workers"] or 1
-    least = LEAST_MB | {"api": workers * inputs["budget_api_worker_mb"], "headroom": 0}
+    one_worker = inputs["budget_worker_process_mb"] + inputs["budget_worker_job_mb"]
+    least = LEAST_MB | {
+        "api": workers * inputs["budget_api_worker_mb"],
+        "worker": max(LEAST_MB["worker"], one_worker),
+        "headroom": 0,
+    }
     total_mb = max(total_mb, sum(least.values()))
     inputs["budget_total_mb"] = total_mb
     spare = total_mb - sum(least.values())
@@ -90,6 +99,8 @@ def any_budgets(draw: st.DrawFn) -> dict[str, Any]:
         "budget_postgres_autovacuum_max_workers": st.integers(1, 20),
         "budget_worker_db_connections": st.integers(0, 5000),
         "budget_api_workers": st.integers(0, 16),
+        "budget_worker_replicas": st.integers(0, 8),
+        "budget_worker_concurrency": st.integers(0, 16),
     }
     for change in draw(st.lists(st.sampled_from([*changes, "share"]), max_size=3)):
         if change == "share":
@@ -128,7 +139,7 @@ def check_fits(inputs: dict[str, Any], plan: dict[str, Any]) -> None:
     api = plan["api"]
     expected_connections = (
         api["workers"] * (inputs["budget_api_pool_size"] + inputs["budget_api_max_overflow"])
-        + inputs["budget_worker_db_connections"]
+        + plan["worker"]["replicas"] * inputs["budget_worker_db_connections"]
         + inputs["budget_db_connection_reserve"]
     )
     assert pg["max_connections"] == int(settings_["max_connections"]) == expected_connections
@@ -137,6 +148,14 @@ def check_fits(inputs: dict[str, Any], plan: dict[str, Any]) -> None:
     )
 
     assert 0 < plan["redis"]["maxmemory_mb"] < plan["redis"]["memory_mb"] == shares["redis"]
+    worker = plan["worker"]
+    assert worker["replicas"] >= 1
+    assert worker["concurrency"] >= 1
+    assert worker["replicas"] * worker["replica_memory_mb"] <= worker["memory_mb"] == shares["worker"]
+    assert (
+        inputs["budget_worker_process_mb"] + worker["concurrency"] * inputs["budget_worker_job_mb"]
+        <= worker["replica_memory_mb"]
+    )
     assert api["workers"] >= 1
     assert api["workers"] * api["worker_memory_mb"] <= api["memory_mb"] == shares["api"]
     if not inputs["budget_api_workers"]:
@@ -173,6 +192,15 @@ def test_a_budget_is_accepted_exactly_when_it_fits(inputs: dict[str, Any]) -> No
         )
         if workers == 0 or workers * inputs["budget_api_worker_mb"] > shares["api"]:
             broken.append("budget_shares.api is")
+        process, job = inputs["budget_worker_process_mb"], inputs["budget_worker_job_mb"]
+        vcpus = inputs["budget_vcpus"]
+        replicas = inputs["budget_worker_replicas"] or max(
+            1, min(vcpus // 2, shares["worker"] // (process + job))
+        )
+        replica_mb = shares["worker"] // replicas
+        concurrency = inputs["budget_worker_concurrency"] or max(1, min((replica_mb - process) // job, vcpus))
+        if replica_mb < process + concurrency * job:
+            broken.append("budget_shares.worker is")
         if not broken:
             broken.append("PostgreSQL's worst case")
         for reason in broken:

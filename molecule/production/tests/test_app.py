@@ -199,9 +199,17 @@ def test_memory_limits_and_workers_follow_the_budget(host, run_playbook) -> None
     run = run_playbook("report.yml")
     assert run.rc == 0, run.output
     report = {key: int(value) for key, value in re.findall(r"APP (\w+)=(\d+)", run.output)}
-    assert len(report) == 6, run.output
+    assert len(report) == 11, run.output
     assert report["api_memory_mb"] == report["budget_api_memory_mb"]
-    assert report["worker_memory_mb"] == report["budget_worker_memory_mb"]
+    # The budget's 1024 MB worker share on 2 vCPUs: one process with all of it, running 2 jobs at once.
+    assert report["worker_memory_mb"] == report["budget_worker_replica_memory_mb"] == 1024
+    assert report["budget_worker_memory_mb"] == 1024
+    assert report["worker_replicas"] == report["budget_worker_replicas"] == 1
+    assert report["worker_concurrency"] == report["budget_worker_concurrency"] == 2
+    workers = host.check_output(
+        "docker ps --filter label=com.docker.compose.service=worker --format '{{.Names}}'"
+    )
+    assert workers.split() == [WORKER]
     assert report["api_workers"] == report["budget_api_workers"]
     mib = 1024 * 1024
     assert _inspect(host, API)["HostConfig"]["Memory"] == report["api_memory_mb"] * mib
@@ -210,6 +218,7 @@ def test_memory_limits_and_workers_follow_the_budget(host, run_playbook) -> None
     assert _inspect(host, API)["HostConfig"]["MemorySwap"] == report["api_memory_mb"] * mib
     env = host.file(f"{CURRENT}/app.env").content_string
     assert f"UVICORN_WORKERS='{report['api_workers']}'" in env
+    assert f"WORKER_CONCURRENCY='{report['worker_concurrency']}'" in env
 
 
 def test_release_directory_current_link_and_image(host, version: str) -> None:
