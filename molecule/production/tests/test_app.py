@@ -513,9 +513,8 @@ def test_make_rotate_secrets_changes_both_sides_together_and_a_rollback_keeps_th
 ) -> None:
     """New values for the database and Redis passwords and the JWT secret (standing in for a vault
     edit): one play changes PostgreSQL, Redis and the app, which serves again with them; the old
-    password is refused. A rollback to an older release runs with the new secrets. The host keeps
-    them: no later test reads these secrets from the inventory (its app.yml runs are refused before
-    any change), and a second rotation back would cost the longest scenario another minute."""
+    password is refused. A rollback to an older release runs with the new secrets. Then the vault's
+    values come back the same way."""
     old_password = _database_password(host)
     rotated = {
         "postgres_app_password": "rotated-" + secrets.token_hex(12),
@@ -524,8 +523,8 @@ def test_make_rotate_secrets_changes_both_sides_together_and_a_rollback_keeps_th
     }
     extra = tmp_path / "rotated.json"
     extra.write_text(json.dumps(rotated))
-    run = run_make("rotate-secrets", ANSIBLE_ARGS=f"--extra-vars=@{extra}")
     try:
+        run = run_make("rotate-secrets", ANSIBLE_ARGS=f"--extra-vars=@{extra}")
         assert run.rc == 0, run.output[-3000:]
         for secret in rotated.values():
             assert secret not in run.output, "a secret leaked into the output"
@@ -542,7 +541,11 @@ def test_make_rotate_secrets_changes_both_sides_together_and_a_rollback_keeps_th
         checks = _ready_within(host, 60)["checks"]
         assert (checks["database"]["status"], checks["redis"]["status"]) == ("ok", "ok")
     finally:
+        restored = run_make("rotate-secrets")
         host.run(f"rm -f {PIN}")
+    assert restored.rc == 0, restored.output[-3000:]
+    assert _login_works(host, old_password)
+    assert _ready_within(host, 60)["checks"]["redis"]["status"] == "ok"
 
 
 def _ready_within(host, seconds: int) -> dict:
