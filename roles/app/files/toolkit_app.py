@@ -311,8 +311,7 @@ def command_lifecycle(settings: Settings, action: str, service: str | None) -> i
     services = [service] if service else []
     if service and service not in COMPOSE_SERVICES:
         raise AppError(f"no service {service} in the release (known: {', '.join(COMPOSE_SERVICES)})")
-    verb = {"stop": "stop", "start": "start", "restart": "restart"}[action]
-    status = call([*compose(settings, release), verb, *services])
+    status = call([*compose(settings, release), action, *services])
     audit(settings, action, f"{release.name} {service or 'all services'}: exit {status}")
     return status
 
