@@ -45,6 +45,14 @@ async def test_ready_when_everything_is_up(client: httpx.AsyncClient) -> None:
     await redis.delete(circuit_report.KEY)
 
 
+async def test_ready_names_the_release_it_runs(app_client: AppFactory) -> None:
+    """The toolkit's release swap asks which release answered (RELEASE, set per release)."""
+    async with app_client(RELEASE="0.1.0-0123456789") as client:
+        response = await client.get("/health/ready")
+    assert response.status_code == 200
+    assert response.json()["release"] == "0.1.0-0123456789"
+
+
 async def test_ready_is_503_when_the_database_is_down(app_client: AppFactory, closed_port_url: str) -> None:
     async with app_client(DATABASE_URL=closed_port_url) as client:
         response = await client.get("/health/ready")

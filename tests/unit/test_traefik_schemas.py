@@ -31,17 +31,25 @@ RENDER = ROOT / "tests" / "traefik" / "render.yml"
 # The ansible-playbook beside this interpreter (the venv's), else the one on PATH.
 PLAYBOOK = shutil.which("ansible-playbook", path=str(Path(sys.executable).parent)) or "ansible-playbook"
 
+# The vault's secrets (the app role's checks read them; nothing here uses them).
+SECRETS: dict[str, object] = {
+    "postgres_app_password": "render-check-" + "p" * 24,
+    "redis_password": "render-check-" + "r" * 24,
+    "app_jwt_secret": "render-check-" + "j" * 40,
+}
 # Production's own values (inventories/production/group_vars/vps/main.yml) with the dashboard on as
 # its commented example shows; test values stand in for its placeholders (an example.net address
 # is refused by the role, and the htpasswd line comes from the vault).
 PRODUCTION_VALUES: dict[str, object] = {
+    **SECRETS,
+    "app_domain": "api.toolkit-test.dev",
     "traefik_acme_email": "ops@toolkit-test.dev",
     "traefik_dashboard_enabled": True,
     "traefik_dashboard_host": "traefik.toolkit-test.dev",
     "traefik_dashboard_users": ["admin:$2y$05$abcdefghijklmnopqrstuuWl1IsRBpmB7nb1Gx3FMMwcMvBdSGMc."],
 }
 INVENTORIES: dict[str, tuple[str, dict[str, object]]] = {
-    "local": ("sandbox", {}),
+    "local": ("sandbox", SECRETS),
     "production": ("vps1", PRODUCTION_VALUES),
 }
 
@@ -112,14 +120,16 @@ def rendered() -> Rendered:
         stdout, stderr = run.communicate(timeout=300)
         assert run.returncode == 0, f"rendering for {inventory} failed:\n{stdout[-4000:]}{stderr[-2000:]}"
         host = INVENTORIES[inventory][0]
-        task = json.loads(stdout)["plays"][0]["tasks"][-1]
-        assert task["task"]["name"] == "Render the static and dynamic configuration", task["task"]
+        tasks = {task["task"]["name"]: task for task in json.loads(stdout)["plays"][0]["tasks"]}
         files[inventory] = {}
-        for result in task["hosts"][host]["results"]:
+        for result in tasks["Render the static and dynamic configuration"]["hosts"][host]["results"]:
             if result.get("skipped"):
                 continue
             name = Path(result["item"]).name.removesuffix(".j2")
             files[inventory][name if name == "traefik.yml" else f"dynamic/{name}"] = result["msg"]
+        route = tasks["Render the app's route"]["hosts"][host]
+        if not route.get("skipped"):
+            files[inventory]["dynamic/invoice-service.yml"] = route["msg"]
     return files
 
 
@@ -156,7 +166,11 @@ def test_production_renders_acme_and_the_dashboard(rendered: Rendered) -> None:
     assert acme["caServer"] == "https://acme-v02.api.letsencrypt.org/directory"
     assert acme["httpChallenge"] == {"entryPoint": "web"}
     assert static["api"] == {"dashboard": True, "insecure": False}
-    assert _dynamic(rendered, "production") == ["dynamic/dashboard.yml", "dynamic/middlewares.yml"]
+    assert _dynamic(rendered, "production") == [
+        "dynamic/dashboard.yml",
+        "dynamic/invoice-service.yml",
+        "dynamic/middlewares.yml",
+    ]
     router = _load(rendered, "production", "dynamic/dashboard.yml")["http"]["routers"]["dashboard"]
     assert router["tls"] == {"certResolver": "letsencrypt"}
 
@@ -166,7 +180,26 @@ def test_sandbox_renders_without_acme_or_dashboard(rendered: Rendered) -> None:
     assert "certificatesResolvers" not in static
     assert "api" not in static
     assert static["entryPoints"]["websecure"]["http"]["tls"] == {}
+    # No app_domain in the sandbox: the app role writes no route (the API is published directly).
     assert _dynamic(rendered, "local") == ["dynamic/middlewares.yml"]
+    assert "docker" not in static["providers"]
+
+
+def test_production_routes_the_domain_to_the_api_container_by_name(rendered: Rendered) -> None:
+    """The app role's file: Host(domain) on websecure minus the internal paths, to the release's
+    container on the edge network; Traefik has no Docker provider (no socket)."""
+    assert list(_load(rendered, "production", "traefik.yml")["providers"]) == ["file"]
+    http = _load(rendered, "production", "dynamic/invoice-service.yml")["http"]
+    router = http["routers"]["invoice-service"]
+    assert router["rule"] == (
+        "Host(`api.toolkit-test.dev`) && !(PathPrefix(`/metrics`) || PathPrefix(`/docs`)"
+        " || PathPrefix(`/redoc`) || PathPrefix(`/openapi.json`))"
+    )
+    assert router["entryPoints"] == ["websecure"]
+    assert router["tls"] == {"certResolver": "letsencrypt"}
+    assert router["service"] == "invoice-service"
+    servers = http["services"]["invoice-service"]["loadBalancer"]["servers"]
+    assert servers == [{"url": "http://invoice-service-api-1:8000"}]
 
 
 @pytest.mark.parametrize("inventory", INVENTORIES)
@@ -201,7 +234,8 @@ def test_every_dynamic_template_the_role_writes_is_rendered() -> None:
         ("production", "traefik.yml", [], "certificateResolvers"),
         ("production", "traefik.yml", ["entryPoints", "websecure", "http"], "bogus"),
         ("production", "traefik.yml", ["certificatesResolvers", "letsencrypt", "acme"], "mail"),
-        ("local", "traefik.yml", ["providers", "docker"], "exposeByDefault"),
+        ("local", "traefik.yml", ["providers", "file"], "watcher"),
+        ("production", "dynamic/invoice-service.yml", ["http", "routers", "invoice-service"], "entrypoints"),
         ("production", "dynamic/middlewares.yml", [], "bogus"),
         (
             "production",

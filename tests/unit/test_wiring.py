@@ -117,9 +117,10 @@ def test_an_inventorys_extra_rule_keeps_the_database_rules(tmp_path: Path, inven
 
 
 def test_each_inventory_routes_its_container_ports(tmp_path: Path) -> None:
-    """Traefik's 80 and 443 everywhere; the sandbox adds its directly published API's 8000."""
+    """Traefik's 80 and 443 everywhere, nothing more: no container publishes another port (the
+    sandbox's API port is the app role's socket on the host, not a container's)."""
     tcp = [{"port": 80, "proto": "tcp"}, {"port": 443, "proto": "tcp"}]
-    assert _applied(tmp_path, "local", "sandbox", {})["routes"] == [*tcp, {"port": 8000, "proto": "tcp"}]
+    assert _applied(tmp_path, "local", "sandbox", {})["routes"] == tcp
     assert _applied(tmp_path, "production", "vps1", {})["routes"] == tcp
 
 

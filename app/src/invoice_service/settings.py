@@ -192,6 +192,11 @@ class Settings(ExtractionSettings):
 
     # --- Observability --------------------------------------------------------------------------
     LOG_LEVEL: str = Field(default="INFO", description="Minimum level of the JSON logs.")
+    RELEASE: str = Field(
+        default="",
+        description="The deployment's release name (the toolkit sets it per release), reported by "
+        "/health/ready so a probe can tell which release answered during a release swap.",
+    )
     DOCS_ENABLED: bool = Field(
         default=False,
         description="Serve /docs, /redoc and /openapi.json (on with DEBUG). Off in production: the "

@@ -16,12 +16,14 @@ import json
 import re
 import secrets
 import shlex
+import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import unquote
 
 import pytest
+import yaml
 from conftest import PROJECT, http_get, http_on_host
 
 BASE = "/opt/invoice-service"
@@ -29,7 +31,12 @@ RELEASES = f"{BASE}/releases"
 CURRENT = f"{BASE}/current"
 DUMPS = "/var/backups/invoice-service"
 UPLOADS = "/srv/invoice-service/uploads"
-API = "invoice-service-api-1"
+API_FILTER = (
+    "--filter label=com.docker.compose.project=invoice-service --filter label=com.docker.compose.service=api"
+)
+PUBLISH_TARGET = "/etc/toolkit/invoice-service-publish.json"
+TRAEFIK_ROUTE = "/etc/traefik/dynamic/invoice-service.yml"
+API_ADDRESSES = ("172.30.255.250", "172.30.255.251")
 WORKER = "invoice-service-worker-1"
 READY = "http://127.0.0.1:8000/health/ready"
 DIST = PROJECT / "dist"
@@ -55,8 +62,15 @@ def _inspect(host, container: str) -> dict:
     return json.loads(host.check_output(f"docker inspect {container}"))[0]
 
 
+def _api(host) -> str:
+    """The API container's name (a release swap creates the next number: invoice-service-api-N)."""
+    names = host.check_output(f"docker ps --all {API_FILTER} --format '{{{{.Names}}}}'").split()
+    assert len(names) == 1, f"expected one API container, found {names}"
+    return names[0]
+
+
 def _release_of_api(host) -> str:
-    return _inspect(host, API)["Config"]["Labels"]["toolkit.release"]
+    return _inspect(host, _api(host))["Config"]["Labels"]["toolkit.release"]
 
 
 def _manifest(version: str) -> dict:
@@ -99,19 +113,26 @@ def test_containers_reach_postgres_and_redis_on_the_host(host) -> None:
     checks = _ready(host)["checks"]
     assert checks["database"]["status"] == "ok"
     assert checks["redis"]["status"] == "ok"
-    hosts = _inspect(host, API)["HostConfig"]["ExtraHosts"]
+    hosts = _inspect(host, _api(host))["HostConfig"]["ExtraHosts"]
     assert hosts == ["host.docker.internal:172.30.0.1"]
 
 
-def test_only_the_api_is_published_and_it_joins_traefiks_network(host) -> None:
-    api, worker = _inspect(host, API), _inspect(host, WORKER)
-    # Production: never published to the world by the app itself (Traefik does that); 127.0.0.1:8000
-    # always, for the host's own probes.
-    bindings = api["HostConfig"]["PortBindings"]
-    assert bindings == {"8000/tcp": [{"HostIp": "127.0.0.1", "HostPort": "8000"}]}, bindings
+def test_no_container_publishes_the_hosts_socket_holds_the_loopback_port(host) -> None:
+    """The API containers publish nothing (a release's container starts beside the old one); the
+    app role's systemd socket holds 127.0.0.1:8000 only (production: never a public port of the
+    app's own) and forwards to the live container's fixed address on Traefik's network."""
+    name = _api(host)
+    api, worker = _inspect(host, name), _inspect(host, WORKER)
+    assert not api["HostConfig"]["PortBindings"]
     assert not worker["HostConfig"]["PortBindings"]
-    assert "edge" in api["NetworkSettings"]["Networks"]
+    address = api["NetworkSettings"]["Networks"]["edge"]["IPAddress"]
+    assert address in API_ADDRESSES
     assert "edge" not in worker["NetworkSettings"]["Networks"]
+    listening = host.check_output("systemctl show --property=Listen invoice-service-publish.socket")
+    assert listening == "Listen=127.0.0.1:8000 (Stream)", listening
+    assert host.check_output("systemctl is-enabled invoice-service-publish.socket") == "enabled"
+    target = json.loads(host.file(PUBLISH_TARGET).content_string)
+    assert target == {"address": address, "port": 8000, "release": _release_of_api(host)}
 
 
 def test_monitoring_probes_the_api_on_its_loopback_port(host) -> None:
@@ -151,7 +172,7 @@ def test_the_api_spools_request_bodies_on_disk_not_in_ram(host) -> None:
     """Multipart parts over 1 MiB are spooled to TMPDIR: the spool directory on the host's disk, not
     the container's /tmp (a tmpfs counted against the API's memory limit). (Read from the container's
     configuration: `docker exec` cannot enter a container on these nested test hosts.)"""
-    api = _inspect(host, API)
+    api = _inspect(host, _api(host))
     assert "TMPDIR=/var/lib/invoice-service/spool" in api["Config"]["Env"]
     mounts = {m["Destination"]: m for m in api["Mounts"]}
     spool = mounts["/var/lib/invoice-service/spool"]
@@ -162,19 +183,22 @@ def test_the_api_spools_request_bodies_on_disk_not_in_ram(host) -> None:
     assert (spool_dir.uid, spool_dir.gid, spool_dir.mode) == (10001, 10001, 0o750)
 
 
-def test_traefik_labels_route_the_domain_on_websecure(host) -> None:
-    labels = _inspect(host, API)["Config"]["Labels"]
-    router = "traefik.http.routers.invoice-service"
-    assert labels["traefik.enable"] == "true"
+def test_traefiks_file_routes_the_domain_on_websecure_to_the_live_container(host) -> None:
+    """Traefik's route is a file the app role writes (no Docker provider, no socket in Traefik)."""
+    assert not any(key.startswith("traefik.") for key in _inspect(host, _api(host))["Config"]["Labels"])
+    route = host.file(TRAEFIK_ROUTE)
+    assert (route.user, route.mode) == ("root", 0o644)
+    http = yaml.safe_load(route.content_string)["http"]
+    router = http["routers"]["invoice-service"]
     # /metrics and the API docs stay inside: the router leaves them out (app_internal_paths).
-    assert labels[f"{router}.rule"] == (
+    assert router["rule"] == (
         "Host(`api.invoices.test`) && !(PathPrefix(`/metrics`) || PathPrefix(`/docs`)"
         " || PathPrefix(`/redoc`) || PathPrefix(`/openapi.json`))"
     )
-    assert labels[f"{router}.entrypoints"] == "websecure"
-    assert labels[f"{router}.tls.certresolver"] == "letsencrypt"
-    assert labels["traefik.docker.network"] == "edge"
-    assert labels["traefik.http.services.invoice-service.loadbalancer.server.port"] == "8000"
+    assert router["entryPoints"] == ["websecure"]
+    assert router["tls"] == {"certResolver": "letsencrypt"}
+    servers = http["services"]["invoice-service"]["loadBalancer"]["servers"]
+    assert servers == [{"url": f"http://{_api(host)}:8000"}]
 
 
 def test_secrets_are_root_only_outside_the_release_and_wired_to_the_host(host) -> None:
@@ -212,10 +236,10 @@ def test_memory_limits_and_workers_follow_the_budget(host, run_playbook) -> None
     assert workers.split() == [WORKER]
     assert report["api_workers"] == report["budget_api_workers"]
     mib = 1024 * 1024
-    assert _inspect(host, API)["HostConfig"]["Memory"] == report["api_memory_mb"] * mib
+    assert _inspect(host, _api(host))["HostConfig"]["Memory"] == report["api_memory_mb"] * mib
     assert _inspect(host, WORKER)["HostConfig"]["Memory"] == report["worker_memory_mb"] * mib
     # No swap beyond the limit.
-    assert _inspect(host, API)["HostConfig"]["MemorySwap"] == report["api_memory_mb"] * mib
+    assert _inspect(host, _api(host))["HostConfig"]["MemorySwap"] == report["api_memory_mb"] * mib
     env = host.file(f"{CURRENT}/app.env").content_string
     assert f"UVICORN_WORKERS='{report['api_workers']}'" in env
     assert f"WORKER_CONCURRENCY='{report['worker_concurrency']}'" in env
@@ -226,7 +250,7 @@ def test_release_directory_current_link_and_image(host, version: str) -> None:
     assert host.file(CURRENT).linked_to == f"{RELEASES}/{version}"
     assert host.file(f"{RELEASES}/{version}/compose.yaml").exists
     # The running containers are the packaged image of that version, loaded from its tarball.
-    api = _inspect(host, API)
+    api = _inspect(host, _api(host))
     assert api["Image"] == _manifest(version)["image_id"]
     assert api["Config"]["Labels"]["toolkit.image-id"] == api["Image"]
     assert _release_of_api(host) == version
@@ -288,14 +312,86 @@ def test_broken_release_is_rolled_back_and_the_play_fails_with_the_reason(
     assert _ready(host)["checks"]["database"]["status"] == "ok"
 
 
+class OnHostProbe:
+    """scripts/probe_health.py on the test host: /health/ready on the published loopback port every
+    100 ms, each probe a new connection (a client arriving during the swap), until stopped."""
+
+    def __init__(self, host, url: str = READY, host_header: str = "") -> None:
+        self.host = host
+        container = host.backend.host
+        subprocess.run(
+            [
+                "docker",
+                "cp",
+                str(PROJECT / "scripts" / "probe_health.py"),
+                f"{container}:/tmp/probe_health.py",
+            ],
+            check=True,
+        )
+        host.run("rm -f /tmp/probe.stop /tmp/probe.out")
+        host.run(
+            f"nohup python3 /tmp/probe_health.py --url {url} --stop-file /tmp/probe.stop --json"
+            + (f" --host-header {host_header}" if host_header else "")
+            + " > /tmp/probe.out 2>&1 &"
+        )
+
+    def stop(self) -> dict:
+        self.host.run("touch /tmp/probe.stop")
+        for _ in range(100):
+            lines = self.host.run("cat /tmp/probe.out").stdout.splitlines()
+            if lines and lines[-1].startswith("{"):
+                print(lines[-2] if len(lines) > 1 else "")  # the readable summary, for the log
+                return json.loads(lines[-1])
+            time.sleep(0.1)
+        raise AssertionError("the probe did not report: " + self.host.run("cat /tmp/probe.out").stdout)
+
+
 @ON_ONE_HOST
-def test_new_release_goes_live_after_a_dump(host, run_playbook, retag, version: str) -> None:
-    run = run_playbook("app.yml", {"app_image_tarball": str(retag("next"))})
+def test_new_release_goes_live_after_a_dump_and_no_client_is_refused(
+    host, run_playbook, retag, version: str
+) -> None:
+    """The new release's API container starts beside the old one at the other fixed address; the
+    published port's forwarder switches to it once it is ready; then the old one stops. A client
+    probing all along is answered every time, by the old release and then by the new one."""
+    before = _inspect(host, _api(host))["NetworkSettings"]["Networks"]["edge"]["IPAddress"]
+    probe = OnHostProbe(host)
+    try:
+        run = run_playbook("app.yml", {"app_image_tarball": str(retag("next"))})
+    finally:
+        seen = probe.stop()
     assert run.rc == 0, run.output
     assert _current(host) == f"{version}-next"
     assert _release_of_api(host) == f"{version}-next"
     assert host.run(f"ls {DUMPS}/pre-release-{version}-next-*.dump").rc == 0
     assert _ready(host)["checks"]["database"]["status"] == "ok"
+    assert seen["failures"] == {}, seen
+    assert seen["answered"] > 20, seen
+    assert seen["releases"] == [version, f"{version}-next"], seen
+    after = _inspect(host, _api(host))["NetworkSettings"]["Networks"]["edge"]["IPAddress"]
+    assert {before, after} == set(API_ADDRESSES), (before, after)
+    assert json.loads(host.file(PUBLISH_TARGET).content_string)["address"] == after
+
+
+@ON_ONE_HOST
+def test_behind_traefik_a_release_swap_fails_no_request(host, run_playbook, retag) -> None:
+    """Where Traefik runs: a release (here the same version with one more setting, then without it)
+    swaps the API container while a client probes through Traefik's HTTPS port; every probe answers.
+    Traefik's file is the route (checked here and by tests/unit/test_traefik_schemas.py)."""
+    if host.run("docker inspect --format '{{.State.Running}}' traefik").stdout.strip() != "true":
+        pytest.skip(
+            "Traefik does not run on this host: no Traefik image can be had on this machine (no registry). "
+            "The swap without Traefik is tested above; Traefik's file for the API by "
+            "test_traefiks_file_routes_the_domain_on_websecure_to_the_live_container"
+        )
+    for extra in ({"app_api_environment": {"SWAP_CHECK": "1"}}, {}):
+        probe = OnHostProbe(host, url="https://127.0.0.1:443/health/ready", host_header="api.invoices.test")
+        try:
+            run = run_playbook("app.yml", {"app_image_tarball": str(retag("next")), **extra})
+        finally:
+            seen = probe.stop()
+        assert run.rc == 0, run.output[-3000:]
+        assert seen["failures"] == {}, seen
+        assert seen["answered"] > 20, seen
 
 
 def _pin(host) -> dict:
@@ -424,7 +520,7 @@ def test_make_status_and_releases_show_the_live_release_the_containers_and_the_h
 def test_make_logs_of_each_service_and_follow(host, run_make) -> None:
     api = run_make("logs", SERVICE="api", LINES="20")
     assert api.rc == 0, api.output
-    assert re.search(r"api-1 +\| \d{4}-\d\d-\d\dT", api.output), api.output
+    assert re.search(r"api-\d+ +\| \d{4}-\d\d-\d\dT", api.output), api.output
     postgres = run_make("logs", SERVICE="postgres", LINES="5")
     assert postgres.rc == 0, postgres.output
     # Debian's log file: "2026-12-01 07:02:24.828 -03 [22333] user@db LEVEL:  ..."
@@ -461,14 +557,14 @@ def test_make_app_stop_start_restart_and_the_audit_log(host, run_make, version: 
     stop = run_make("app-stop", ONLY="worker")
     assert stop.rc == 0, stop.output
     assert _inspect(host, WORKER)["State"]["Running"] is False
-    assert _inspect(host, API)["State"]["Running"] is True
+    assert _inspect(host, _api(host))["State"]["Running"] is True
     start = run_make("app-start", ONLY="worker")
     assert start.rc == 0, start.output
     assert _inspect(host, WORKER)["State"]["Running"] is True
-    started = _inspect(host, API)["State"]["StartedAt"]
+    started = _inspect(host, _api(host))["State"]["StartedAt"]
     restart = run_make("app-restart")
     assert restart.rc == 0, restart.output
-    assert _inspect(host, API)["State"]["StartedAt"] != started
+    assert _inspect(host, _api(host))["State"]["StartedAt"] != started
     assert _ready_within(host, 60)["checks"]["database"]["status"] == "ok"
     audit = run_make("audit", LINES="50")
     assert audit.rc == 0, audit.output

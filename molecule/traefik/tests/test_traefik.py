@@ -75,12 +75,10 @@ def test_acme_uses_staging_when_asked_and_stores_in_the_volume(host) -> None:
     assert acme["httpChallenge"] == {"entryPoint": "web"}
 
 
-def test_docker_provider_exposes_nothing_by_default(host) -> None:
+def test_routes_come_from_the_watched_file_provider_only(host) -> None:
+    """No Docker provider: Traefik needs no Docker socket (the app role writes the API's route)."""
     providers = _parse(host, STATIC)["providers"]
-    assert providers["docker"]["exposedByDefault"] is False
-    assert providers["docker"]["network"] == "edge"
-    assert providers["docker"]["endpoint"] == "unix:///var/run/docker.sock"
-    assert providers["file"] == {"directory": "/etc/traefik/dynamic", "watch": True}
+    assert providers == {"file": {"directory": "/etc/traefik/dynamic", "watch": True}}
 
 
 def test_ping_json_access_log_and_no_dashboard_by_default(host) -> None:
@@ -246,7 +244,7 @@ def test_running_proxy_is_the_only_outside_publisher_and_is_confined(host, runni
     assert bindings["8082/tcp"] == [{"HostIp": "127.0.0.1", "HostPort": "8082"}]
     assert inspect["HostConfig"]["Memory"] == 256 * 1024 * 1024
     mounts = {mount["Destination"]: mount for mount in inspect["Mounts"]}
-    assert mounts["/var/run/docker.sock"]["RW"] is False
+    assert not any("docker.sock" in mount["Source"] for mount in inspect["Mounts"]), mounts
     assert mounts["/etc/traefik"]["RW"] is False
     assert mounts["/acme"]["Source"] == str(Path(ACME).parent)
     assert "edge" in inspect["NetworkSettings"]["Networks"]
@@ -425,7 +423,8 @@ def test_container_handling_with_a_standin_image(standin_runs: StandinRuns) -> N
     assert config["RestartPolicy"]["Name"] == "unless-stopped"
     assert inspect["Config"]["Cmd"] == ["--configFile=/etc/traefik/traefik.yml"]
     mounts = {mount["Destination"]: mount for mount in inspect["Mounts"]}
-    assert mounts["/var/run/docker.sock"]["RW"] is False
+    # No Docker socket: routes come from files only.
+    assert set(mounts) == {"/etc/traefik", "/acme", "/tmp"}, mounts
     assert mounts["/etc/traefik"]["RW"] is False
     assert (mounts["/acme"]["Source"], mounts["/acme"]["RW"]) == ("/var/lib/traefik/acme", True)
     # Buffered request bodies: the container's /tmp is a directory on the host's disk, not a tmpfs.

@@ -94,7 +94,15 @@ async def ready(state: StateDep) -> JSONResponse:
             database=checks["database"]["status"],
             redis=checks["redis"]["status"],
         )
-    return JSONResponse({"status": overall, "version": __version__, "checks": checks}, status_code=code)
+    return JSONResponse(
+        {
+            "status": overall,
+            "version": __version__,
+            "release": state.settings.RELEASE or None,
+            "checks": checks,
+        },
+        status_code=code,
+    )
 
 
 def metrics_allowed(request: Request, networks: list[str]) -> bool:
