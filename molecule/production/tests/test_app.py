@@ -289,29 +289,6 @@ ON_ONE_HOST = pytest.mark.on_host(
 )
 
 
-@ON_ONE_HOST
-def test_broken_release_is_rolled_back_and_the_play_fails_with_the_reason(
-    host, run_playbook, retag, version: str
-) -> None:
-    broken = f"{version}-broken"
-    run = run_playbook(
-        "app.yml",
-        {
-            "app_image_tarball": str(retag("broken")),
-            "app_api_environment": {"DATABASE_URL": WRONG_DB_URL},
-            "app_health_timeout": 30,
-        },
-    )
-    assert run.rc != 0
-    assert f"Release {broken} of invoice-service failed." in run.output
-    assert re.search(r"the last answer of https?://127\.0\.0\.1:\d+/health/ready was HTTP 503", run.output)
-    assert f"Rollback: {version} serves again" in run.output
-    assert "Last log lines of the failed release" in run.output
-    assert _current(host) == version
-    assert _release_of_api(host) == version
-    assert _ready(host)["checks"]["database"]["status"] == "ok"
-
-
 class OnHostProbe:
     """scripts/probe_health.py on the test host: /health/ready on the published loopback port every
     100 ms, each probe a new connection (a client arriving during the swap), until stopped."""
@@ -344,6 +321,41 @@ class OnHostProbe:
                 return json.loads(lines[-1])
             time.sleep(0.1)
         raise AssertionError("the probe did not report: " + self.host.run("cat /tmp/probe.out").stdout)
+
+
+@ON_ONE_HOST
+def test_broken_release_is_rolled_back_and_the_play_fails_with_the_reason(
+    host, run_playbook, retag, version: str
+) -> None:
+    """A release whose API never gets ready is removed before anything routes to it: the play fails
+    with its answer and logs, and a client probing all along never noticed."""
+    broken = f"{version}-broken"
+    probe = OnHostProbe(host)
+    try:
+        run = run_playbook(
+            "app.yml",
+            {
+                "app_image_tarball": str(retag("broken")),
+                "app_api_environment": {"DATABASE_URL": WRONG_DB_URL},
+                "app_health_timeout": 30,
+            },
+        )
+    finally:
+        seen = probe.stop()
+    assert run.rc != 0
+    assert f"Release {broken} of invoice-service failed." in run.output
+    assert re.search(
+        r"never got ready, so nothing was routed to it: the last answer of"
+        r" http://172\.30\.255\.25[01]:8000/health/ready was HTTP 503",
+        run.output,
+    ), run.output[-4000:]
+    assert f"Rollback: {version} serves again" in run.output
+    assert "Last log lines of the failed release" in run.output
+    assert _current(host) == version
+    assert _release_of_api(host) == version
+    assert _ready(host)["checks"]["database"]["status"] == "ok"
+    assert seen["failures"] == {}, seen
+    assert seen["releases"] == [version], seen
 
 
 @ON_ONE_HOST

@@ -53,7 +53,7 @@ class Settings:
 
     project: str
     base_dir: Path
-    exec_service: str = "api"
+    exec_service: str = "migrate"
     # Where the logs of the services outside the compose project are: a container's name, a log
     # file, or a systemd unit (journal).
     log_sources: dict[str, dict[str, str]] = field(default_factory=dict)
@@ -67,7 +67,7 @@ class Settings:
             return cls(
                 project=str(raw["project"]),
                 base_dir=Path(raw["base_dir"]),
-                exec_service=str(raw.get("exec_service", "api")),
+                exec_service=str(raw.get("exec_service", "migrate")),
                 log_sources={str(k): dict(v) for k, v in (raw.get("log_sources") or {}).items()},
                 status_commands=tuple(tuple(map(str, c)) for c in raw.get("status_commands") or ()),
             )
