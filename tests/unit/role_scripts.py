@@ -1,4 +1,5 @@
-"""Load the Python scripts that roles install on hosts (roles/<role>/files/<name>.py) as modules."""
+"""Load the Python scripts that roles install on hosts (roles/<role>/files/<name>.py), and the
+repository's Ansible plugins (filter_plugins/, strategy_plugins/), as modules."""
 
 from __future__ import annotations
 
@@ -7,12 +8,22 @@ import sys
 from pathlib import Path
 from types import ModuleType
 
-ROLES = Path(__file__).resolve().parents[2] / "roles"
+ROOT = Path(__file__).resolve().parents[2]
+ROLES = ROOT / "roles"
 
 
 def load_role_script(role: str, name: str) -> ModuleType:
     """Import ``roles/<role>/files/<name>.py`` under ``name`` (registered in sys.modules)."""
-    path = ROLES / role / "files" / f"{name}.py"
+    return load_file(ROLES / role / "files" / f"{name}.py", name)
+
+
+def load_plugin(directory: str, name: str) -> ModuleType:
+    """Import ``<directory>/<name>.py`` of the repository (an Ansible plugin) under ``name``."""
+    return load_file(ROOT / directory / f"{name}.py", name)
+
+
+def load_file(path: Path, name: str) -> ModuleType:
+    """Import the Python file ``path`` under ``name`` (registered in sys.modules)."""
     spec = importlib.util.spec_from_file_location(name, path)
     assert spec is not None, path
     assert spec.loader is not None, path

@@ -2,18 +2,10 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import pytest
+from role_scripts import load_plugin
 
-_spec = importlib.util.spec_from_file_location(
-    "networks_filter", Path(__file__).resolve().parents[2] / "filter_plugins" / "networks.py"
-)
-assert _spec is not None
-assert _spec.loader is not None
-networks = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(networks)
+networks = load_plugin("filter_plugins", "networks")
 
 
 @pytest.mark.parametrize(

@@ -3,20 +3,13 @@ host key policy (Mitogen's own "StrictHostKeyChecking yes" would otherwise win).
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from role_scripts import load_plugin
 
-_spec = importlib.util.spec_from_file_location(
-    "toolkit_linear", Path(__file__).resolve().parents[2] / "strategy_plugins" / "toolkit_linear.py"
-)
-assert _spec is not None
-assert _spec.loader is not None
-toolkit_linear = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(toolkit_linear)
+toolkit_linear = load_plugin("strategy_plugins", "toolkit_linear")
 
 
 def _arguments(check: str, *ssh_args: str) -> dict[str, Any]:
