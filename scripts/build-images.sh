@@ -46,18 +46,22 @@ deb $mirror $suite main
 deb $mirror $suite-updates main
 deb $security_mirror $suite-security main
 SOURCES
-  # Docker mounts /proc/sys read-only; a VPS has it writable. Remount it early at boot (the
-  # container has CAP_SYS_ADMIN) so sysctl settings apply as they would on the real host.
+  # Docker mounts /proc/sys read-only; a VPS has it writable. Make the host's own part of it,
+  # its network namespace's net/, writable early at boot (the container has CAP_SYS_ADMIN), so
+  # those settings apply as on the real host. kernel/, fs/, vm/ and the rest are this machine's
+  # own kernel: they stay read-only (the roles only check them: toolkit_sysctl_apply: namespaced),
+  # so no test host, not even systemd-sysctl after a restart, can change the machine.
   cat >"$root/etc/systemd/system/proc-sys-writable.service" <<'UNIT'
 [Unit]
-Description=Make /proc/sys writable, as on a virtual machine (test host only)
+Description=Make /proc/sys/net writable, as on a virtual machine (test host only)
 DefaultDependencies=no
 Before=systemd-sysctl.service sysinit.target
-ConditionPathIsReadWrite=!/proc/sys
+ConditionPathIsReadWrite=!/proc/sys/net
 
 [Service]
 Type=oneshot
-ExecStart=/bin/mount -o remount,bind,rw /proc/sys
+ExecStart=/bin/mount --bind /proc/sys/net /proc/sys/net
+ExecStart=/bin/mount -o remount,bind,rw /proc/sys/net
 
 [Install]
 WantedBy=sysinit.target
