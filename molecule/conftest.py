@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import subprocess
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -364,3 +366,51 @@ def ssh_login(
         text=True,
         check=False,
     )
+
+
+# --- An alert channel on the test host: a webhook receiver on its loopback ------------------------
+# Scenarios point alerting_webhook_url at http://127.0.0.1:8766/toolkit-alerts (molecule/base).
+WEBHOOK_PORT = 8766
+WEBHOOK_RECORD = "/var/tmp/webhook-posts.jsonl"
+_WEBHOOK_SERVER = """
+import http.server, json
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers["Content-Length"])).decode()
+        record = {{"path": self.path, "title": self.headers["Title"], "priority": self.headers["Priority"],
+                   "body": body}}
+        with open("{record}", "a") as out:
+            out.write(json.dumps(record) + "\\n")
+        self.send_response(200)
+        self.end_headers()
+
+    def do_GET(self):
+        self.send_response(200 if self.path == "/health/ready" else 404)
+        self.end_headers()
+
+http.server.HTTPServer(("127.0.0.1", {port}), Handler).serve_forever()
+"""
+
+
+def webhook_posts(host: object) -> list[dict[str, str]]:
+    """The POSTs the webhook receiver recorded, oldest first (title, priority, body, path)."""
+    record = host.file(WEBHOOK_RECORD)  # type: ignore[attr-defined]
+    if not record.exists:
+        return []
+    return [json.loads(line) for line in record.content_string.splitlines()]
+
+
+@pytest.fixture
+def webhook(host: object) -> Iterator[str]:
+    """The webhook receiver on the host's loopback (a transient unit); yields the file of its POSTs."""
+    script = _WEBHOOK_SERVER.format(record=WEBHOOK_RECORD, port=WEBHOOK_PORT)
+    host.check_output(f"printf %s {shlex.quote(script)} > /var/tmp/webhook.py")  # type: ignore[attr-defined]
+    host.run(f"systemctl stop test-webhook-listener; rm -f {WEBHOOK_RECORD}")  # type: ignore[attr-defined]
+    host.check_output("systemd-run --unit test-webhook-listener python3 /var/tmp/webhook.py")  # type: ignore[attr-defined]
+    for _ in range(50):
+        if host.run(f"timeout 1 bash -c '</dev/tcp/127.0.0.1/{WEBHOOK_PORT}'").rc == 0:  # type: ignore[attr-defined]
+            break
+        time.sleep(0.1)
+    yield WEBHOOK_RECORD
+    host.run("systemctl stop test-webhook-listener")  # type: ignore[attr-defined]

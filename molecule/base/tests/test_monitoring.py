@@ -10,36 +10,14 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import shlex
-import time
 from collections.abc import Iterator
 
 import pytest
+from conftest import WEBHOOK_PORT, WEBHOOK_RECORD, webhook_posts
 
 SMALL_DISK = "/mnt/toolkit-small-disk"
 BACKUP_DIR = "/var/backups/toolkit"
 STATE = "/var/lib/toolkit/healthcheck-alert.json"
-RECORD = "/var/tmp/healthcheck-posts.jsonl"
-LISTENER_PORT = 8766
-LISTENER = """
-import http.server, json
-
-class Handler(http.server.BaseHTTPRequestHandler):
-    def do_POST(self):
-        body = self.rfile.read(int(self.headers["Content-Length"])).decode()
-        record = {{"path": self.path, "title": self.headers["Title"], "priority": self.headers["Priority"],
-                   "body": body}}
-        with open("{record}", "a") as out:
-            out.write(json.dumps(record) + "\\n")
-        self.send_response(200)
-        self.end_headers()
-
-    def do_GET(self):
-        self.send_response(200 if self.path == "/health/ready" else 404)
-        self.end_headers()
-
-http.server.HTTPServer(("127.0.0.1", {port}), Handler).serve_forever()
-"""
 
 
 def _set_name(hours_ago: float) -> str:
@@ -58,12 +36,6 @@ def _make_backup_set(host, hours_ago: float) -> str:
     return name
 
 
-def _posts(host) -> list[dict[str, str]]:
-    if not host.file(RECORD).exists:
-        return []
-    return [json.loads(line) for line in host.file(RECORD).content_string.splitlines()]
-
-
 def _timer_run(host) -> str:
     """Run the unit the timer runs, now; its output."""
     since = host.check_output("date '+%Y-%m-%d %H:%M:%S'")
@@ -76,7 +48,7 @@ def healthy(host) -> Iterator[None]:
     """A host on which every timer check passes: empty small disk, a fresh backup, no failed unit."""
     if host.run(f"mountpoint -q {SMALL_DISK}").rc != 0:
         host.check_output(f"mkdir -p {SMALL_DISK} && mount -t tmpfs -o size=2M toolkit-test {SMALL_DISK}")
-    host.check_output(f"rm -rf {SMALL_DISK}/* {BACKUP_DIR} {STATE} {RECORD}")
+    host.check_output(f"rm -rf {SMALL_DISK}/* {BACKUP_DIR} {STATE} {WEBHOOK_RECORD}")
     _make_backup_set(host, 1)
     host.run("systemctl reset-failed")
     yield
@@ -85,18 +57,9 @@ def healthy(host) -> Iterator[None]:
 
 
 @pytest.fixture
-def listener(host, healthy: None) -> Iterator[str]:
-    """The webhook receiver on the host's loopback; yields the file that records each POST."""
-    script = LISTENER.format(record=RECORD, port=LISTENER_PORT)
-    host.check_output(f"printf %s {shlex.quote(script)} > /var/tmp/listener.py")
-    host.run("systemctl stop test-webhook-listener")
-    host.check_output("systemd-run --unit test-webhook-listener python3 /var/tmp/listener.py")
-    for _ in range(50):
-        if host.run(f"timeout 1 bash -c '</dev/tcp/127.0.0.1/{LISTENER_PORT}'").rc == 0:
-            break
-        time.sleep(0.1)
-    yield RECORD
-    host.run("systemctl stop test-webhook-listener")
+def listener(healthy: None, webhook: str) -> str:
+    """The webhook receiver, started after the host was made healthy."""
+    return webhook
 
 
 def test_timer_is_enabled_on_its_interval(host) -> None:
@@ -132,12 +95,12 @@ def test_missing_services_fail_clearly(host) -> None:
 def test_api_check_passes_when_the_api_is_ready(host, listener: str) -> None:
     host.check_output(
         "python3 -c 'import json, sys; c = json.load(open(sys.argv[1]));"
-        f' c["api_url"] = "http://127.0.0.1:{LISTENER_PORT}/health/ready"; print(json.dumps(c))\''
+        f' c["api_url"] = "http://127.0.0.1:{WEBHOOK_PORT}/health/ready"; print(json.dumps(c))\''
         " /etc/toolkit/healthcheck.json > /var/tmp/healthcheck-api.json"
     )
     run = host.run("toolkit-healthcheck --config /var/tmp/healthcheck-api.json --only api")
     assert run.rc == 0, run.stdout + run.stderr
-    assert run.stdout.strip() == f"PASS api       http://127.0.0.1:{LISTENER_PORT}/health/ready answered 200"
+    assert run.stdout.strip() == f"PASS api       http://127.0.0.1:{WEBHOOK_PORT}/health/ready answered 200"
 
 
 def test_an_unreachable_provider_only_warns(host) -> None:
@@ -186,7 +149,7 @@ def test_full_disk_alerts_once_then_recovers(host, listener: str) -> None:
     since = host.check_output("date '+%Y-%m-%d %H:%M:%S'")
     output = _timer_run(host)
     assert "sent alert (disk)" in output, output
-    posts = _posts(host)
+    posts = webhook_posts(host)
     assert len(posts) == 1, posts
     assert posts[0]["path"] == "/toolkit-alerts"
     assert posts[0]["title"].endswith(": FAIL disk")
@@ -198,28 +161,28 @@ def test_full_disk_alerts_once_then_recovers(host, listener: str) -> None:
     # Rate limit: the same failing set within the hour sends nothing new.
     output = _timer_run(host)
     assert "no alert (still failing, already sent)" in output, output
-    assert len(_posts(host)) == 1
+    assert len(webhook_posts(host)) == 1
 
     # Recovery: one message when all checks pass again, then silence.
     host.check_output(f"rm -f {SMALL_DISK}/fill")
     _timer_run(host)
-    posts = _posts(host)
+    posts = webhook_posts(host)
     assert len(posts) == 2, posts
     assert posts[1]["title"].endswith(": all checks pass again")
     assert posts[1]["priority"] == "default"
     _timer_run(host)
-    assert len(_posts(host)) == 2
+    assert len(webhook_posts(host)) == 2
 
 
 def test_the_same_failure_alerts_again_after_the_repeat_interval(host, listener: str) -> None:
     host.run(f"dd if=/dev/zero of={SMALL_DISK}/fill bs=64k count=64")
     _timer_run(host)
-    assert len(_posts(host)) == 1
+    assert len(webhook_posts(host)) == 1
     # As if the alert had been sent 61 minutes ago (monitoring_alert_repeat_seconds = 3600).
     host.check_output(f"""python3 -c 'import json, time; p = "{STATE}"; s = json.load(open(p));
 s["sent"] = time.time() - 3660; json.dump(s, open(p, "w"))'""")
     _timer_run(host)
-    assert len(_posts(host)) == 2
+    assert len(webhook_posts(host)) == 2
 
 
 def test_stale_backup_alerts(host, listener: str) -> None:
@@ -229,7 +192,7 @@ def test_stale_backup_alerts(host, listener: str) -> None:
     assert check.rc == 1
     assert f"FAIL backup    newest set {name} is 30.0 h old (more than 26 h)" in check.stdout
     _timer_run(host)
-    posts = _posts(host)
+    posts = webhook_posts(host)
     assert len(posts) == 1, posts
     assert posts[0]["title"].endswith(": FAIL backup")
     assert "more than 26 h" in posts[0]["body"]
@@ -241,7 +204,7 @@ def test_failed_unit_alerts(host, listener: str) -> None:
     assert check.rc == 1
     assert "FAIL units     failed: toolkit-test-broken.service" in check.stdout
     _timer_run(host)
-    posts = _posts(host)
+    posts = webhook_posts(host)
     assert len(posts) == 1, posts
     assert posts[0]["title"].endswith(": FAIL units")
     assert "toolkit-test-broken.service" in posts[0]["body"]
