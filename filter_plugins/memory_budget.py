@@ -3,10 +3,11 @@
 ``{{ budget_inputs | memory_plan }}`` (group_vars/all/budget.yml) returns PostgreSQL's settings
 (PGTune's web profile applied to PostgreSQL's share, written as ``SHOW`` prints them), its
 max_connections from the application's pools, Redis's maxmemory, the uvicorn worker count, every
-service's memory ceiling and a capacity table; an over-committed or nonsense budget fails with a
-message that names the problem and shows the table. The logic is the package
-``plugin_utils/memory_plan`` (see its modules' docstrings for the formulas and where they
-deliberately differ from PGTune), loaded from beside this directory as Ansible loads plugins: by path.
+service's memory ceiling, the containers' PIDs limits and CPU shares and a capacity table; an
+over-committed or nonsense budget fails with a message that names the problem and shows the table.
+The logic is the package ``plugin_utils/memory_plan`` (see its modules' docstrings for the formulas
+and where they deliberately differ from PGTune), loaded from beside this directory as Ansible loads
+plugins: by path.
 """
 
 from __future__ import annotations

@@ -20,6 +20,9 @@ CONSUMERS = ("postgres", "redis", "api", "worker", "proxy", "os_reserve", "headr
 # unless max_connections exceeds it, and an admin session plus a pg_dump need two more.
 MIN_CONNECTION_RESERVE = 5
 _MAX_MB = 16 * 1024 * 1024
+# Docker's --cpu-shares range (the kernel's cpu.shares; cgroup v2's cpu.weight is mapped from it).
+CPU_SHARES_MIN = 2
+CPU_SHARES_MAX = 262144
 
 # Every integer input with its accepted range (inclusive).
 INT_INPUTS = {
@@ -36,6 +39,10 @@ INT_INPUTS = {
     "budget_worker_job_mb": (1, _MAX_MB),
     "budget_db_connection_reserve": (MIN_CONNECTION_RESERVE, 10000),
     "budget_postgres_autovacuum_max_workers": (1, 64),
+    "budget_api_worker_threads": (1, 10000),
+    "budget_worker_job_pids": (1, 10000),
+    "budget_api_cpu_shares": (CPU_SHARES_MIN, CPU_SHARES_MAX),
+    "budget_worker_cpu_shares": (CPU_SHARES_MIN, CPU_SHARES_MAX),
     "postgres_version": (VERSIONS.start, VERSIONS.stop - 1),
 }
 INPUTS = (*INT_INPUTS, "budget_disk_type", "budget_shares")
@@ -78,6 +85,10 @@ class Budget:
     worker_job_mb: int
     db_connection_reserve: int
     autovacuum_max_workers: int
+    api_worker_threads: int
+    worker_job_pids: int
+    api_cpu_shares: int
+    worker_cpu_shares: int
     postgres_version: int
 
 
@@ -156,5 +167,9 @@ def read_budget(inputs: object) -> Budget:
         worker_job_mb=ints["budget_worker_job_mb"],
         db_connection_reserve=ints["budget_db_connection_reserve"],
         autovacuum_max_workers=ints["budget_postgres_autovacuum_max_workers"],
+        api_worker_threads=ints["budget_api_worker_threads"],
+        worker_job_pids=ints["budget_worker_job_pids"],
+        api_cpu_shares=ints["budget_api_cpu_shares"],
+        worker_cpu_shares=ints["budget_worker_cpu_shares"],
         postgres_version=ints["postgres_version"],
     )

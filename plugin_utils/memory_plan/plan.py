@@ -26,6 +26,8 @@ which is CPU-bound and shares the cores with the API. Each replica gets an equal
 its memory limit, and runs as many jobs at once as that part holds beside the process, at most one
 per vCPU. budget_worker_replicas / budget_worker_concurrency > 0 set them instead. Each replica holds
 up to budget_worker_db_connections database connections.
+
+Containers' PIDs limits and CPU shares (api, each worker replica, migrate, proxy): ``memory_plan.limits``.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 
 from .inputs import Budget, BudgetError, read_budget
+from .limits import api_limits, migrate_limits, proxy_limits, worker_limits
 from .pgtune import tune
 from .table import render_table
 
@@ -142,6 +145,12 @@ def make_plan(inputs: object) -> dict[str, object]:
     headroom_mb = budget.total_mb - sum(
         share.mb for consumer, share in shares.items() if consumer != "headroom"
     )
+    limits = {
+        "api": api_limits(budget, workers),
+        "worker": worker_limits(budget, worker.replicas, worker.concurrency),
+        "migrate": migrate_limits(budget),
+        "proxy": proxy_limits(budget),
+    }
     table = render_table(
         budget,
         workers=workers,
@@ -151,6 +160,7 @@ def make_plan(inputs: object) -> dict[str, object]:
         worst_case_kb=worst_case_kb,
         redis_maxmemory_mb=redis_maxmemory_mb,
         headroom_mb=headroom_mb,
+        limits=limits,
     )
     problems = _problems(budget, workers, worker, connections, worst_case_kb)
     if problems or pg is None or worst_case_kb is None:
@@ -174,6 +184,8 @@ def make_plan(inputs: object) -> dict[str, object]:
             "worker_memory_mb": budget.api_worker_mb,
             "pool_size": budget.api_pool_size,
             "max_overflow": budget.api_max_overflow,
+            "pids_limit": limits["api"].pids_limit,
+            "cpu_shares": limits["api"].cpu_shares,
         },
         "worker": {
             "memory_mb": shares["worker"].mb,
@@ -181,8 +193,15 @@ def make_plan(inputs: object) -> dict[str, object]:
             "replica_memory_mb": worker.replica_mb,
             "concurrency": worker.concurrency,
             "db_connections": budget.worker_db_connections,
+            "pids_limit": limits["worker"].pids_limit,
+            "cpu_shares": limits["worker"].cpu_shares,
         },
-        "proxy": {"memory_mb": shares["proxy"].mb},
+        "migrate": {"pids_limit": limits["migrate"].pids_limit, "cpu_shares": limits["migrate"].cpu_shares},
+        "proxy": {
+            "memory_mb": shares["proxy"].mb,
+            "pids_limit": limits["proxy"].pids_limit,
+            "cpu_shares": limits["proxy"].cpu_shares,
+        },
         "os_reserve_mb": shares["os_reserve"].mb,
         "headroom_mb": headroom_mb,
         "headroom_min_mb": shares["headroom"].mb,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from .guc_units import show_memory
 from .inputs import Budget
+from .limits import Limits
 from .pgtune import WORK_MEM_FACTOR, PgTune
 
 _WIDTH = 12
@@ -53,6 +54,7 @@ def render_table(
     worst_case_kb: int | None,
     redis_maxmemory_mb: int,
     headroom_mb: int,
+    limits: dict[str, Limits],
 ) -> str:
     """The table as one string (what ``make plan`` prints, and what a refusal shows)."""
     shares = budget.shares
@@ -83,6 +85,7 @@ def render_table(
         shares["api"].describe(),
         f"{workers} uvicorn workers x {budget.api_worker_mb} MB, each with a pool of "
         f"{budget.api_pool_size} + {budget.api_max_overflow} overflow connections",
+        limits["api"].describe(),
     )
     replicas, replica_mb, concurrency = worker
     lines += _row(
@@ -90,8 +93,9 @@ def render_table(
         shares["worker"].describe(),
         f"{replicas} process(es) x {replica_mb} MB, {concurrency} jobs at once each, "
         f"{budget.worker_db_connections} database connections each",
+        f"{limits['worker'].describe()} each; migrate (one-off): {limits['migrate'].describe()}",
     )
-    lines += _row("proxy", shares["proxy"].describe(), "reverse proxy container")
+    lines += _row("proxy", shares["proxy"].describe(), "reverse proxy container", limits["proxy"].describe())
     lines += _row(
         "os_reserve", shares["os_reserve"].describe(), "kernel, sshd, journald, dockerd, page tables"
     )

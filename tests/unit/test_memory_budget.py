@@ -40,6 +40,10 @@ DEFAULT: dict[str, Any] = {
     "budget_worker_job_mb": 256,
     "budget_db_connection_reserve": 10,
     "budget_postgres_autovacuum_max_workers": 3,
+    "budget_api_worker_threads": 40,
+    "budget_worker_job_pids": 16,
+    "budget_api_cpu_shares": 1024,
+    "budget_worker_cpu_shares": 512,
     "postgres_version": 15,
 }
 
@@ -104,6 +108,8 @@ def test_8gb_default_reproduces_the_seed_and_pgtune_web_on_the_2gb_share() -> No
         "worker_memory_mb": 500,
         "pool_size": 10,
         "max_overflow": 5,
+        "pids_limit": 158,
+        "cpu_shares": 1024,
     }
     # One worker process (2 vCPUs) with the whole share, running 2 jobs at once (384 + 2 x 256 MB).
     assert plan["worker"] == {
@@ -112,8 +118,11 @@ def test_8gb_default_reproduces_the_seed_and_pgtune_web_on_the_2gb_share() -> No
         "replica_memory_mb": 1024,
         "concurrency": 2,
         "db_connections": 10,
+        "pids_limit": 127,
+        "cpu_shares": 512,
     }
-    assert plan["proxy"] == {"memory_mb": 256}
+    assert plan["migrate"] == {"pids_limit": 95, "cpu_shares": 512}
+    assert plan["proxy"] == {"memory_mb": 256, "pids_limit": 96, "cpu_shares": 1024}
     assert (plan["os_reserve_mb"], plan["headroom_mb"], plan["headroom_min_mb"]) == (768, 1280, 819)
 
 
@@ -133,6 +142,65 @@ def test_8gb_table_shows_every_service_and_the_headroom() -> None:
         assert f"\n  {row}" in table
     assert "max_connections 50 = 2 API workers x (10 pool + 5 overflow) + 1 x 10 worker + 10 reserve" in table
     assert "worst case 1830 MB" in table
+
+
+def test_8gb_containers_get_pids_limits_and_cpu_shares() -> None:
+    """2 vCPUs: one Python process of the service is 1 main thread + anyio's 40 + asyncio's executor
+    min(32, 2 + 4) = 6 + 16 spare = 63 tasks. api 32 + 2 uvicorn workers x 63 = 158; a worker replica
+    32 + 63 + 2 jobs x 16 = 127; migrate 32 + 63 = 95; Traefik 64 + 2 vCPUs x 16 = 96. CPU weights:
+    the API and Traefik Docker's default 1024, the background work (the one replica, migrate) 512."""
+    plan = make_plan(DEFAULT)
+    limits = {
+        container: (plan[container]["pids_limit"], plan[container]["cpu_shares"])
+        for container in ("api", "worker", "migrate", "proxy")
+    }
+    assert limits == {"api": (158, 1024), "worker": (127, 512), "migrate": (95, 512), "proxy": (96, 1024)}
+    assert "pids_limit 158, cpu_shares 1024" in plan["table"]
+    assert (
+        "pids_limit 127, cpu_shares 512 each; migrate (one-off): pids_limit 95, cpu_shares 512"
+        in plan["table"]
+    )
+
+
+def test_pids_limits_grow_with_workers_threads_and_jobs() -> None:
+    default = make_plan(DEFAULT)
+    # Each uvicorn worker is one more Python process of 63 tasks.
+    three = make_plan(budget(budget_api_workers=3))
+    assert three["api"]["pids_limit"] == default["api"]["pids_limit"] + 63
+    # Each job at once adds budget_worker_job_pids to a replica.
+    four_jobs = make_plan(budget(budget_worker_concurrency=4, shares={"worker": 1536, "api": 2048}))
+    assert four_jobs["worker"]["pids_limit"] == default["worker"]["pids_limit"] + 2 * 16
+    heavier_jobs = make_plan(budget(budget_worker_job_pids=24))
+    assert heavier_jobs["worker"]["pids_limit"] == default["worker"]["pids_limit"] + 2 * 8
+    # A bigger anyio pool counts once per Python process: both API workers, the replica, migrate.
+    wider = make_plan(budget(budget_api_worker_threads=60))
+    assert wider["api"]["pids_limit"] == default["api"]["pids_limit"] + 2 * 20
+    assert wider["worker"]["pids_limit"] == default["worker"]["pids_limit"] + 20
+    assert wider["migrate"]["pids_limit"] == default["migrate"]["pids_limit"] + 20
+    # More vCPUs: a bigger asyncio executor per process and more Go threads in Traefik.
+    six = make_plan(budget(budget_vcpus=6, budget_api_workers=2))
+    assert six["api"]["pids_limit"] == default["api"]["pids_limit"] + 2 * 4
+    assert six["proxy"]["pids_limit"] == default["proxy"]["pids_limit"] + 4 * 16
+
+
+def test_worker_replicas_share_the_background_cpu_weight() -> None:
+    """More replicas do not weigh more against the API: 512 split over 2 replicas is 256 each."""
+    two = make_plan(budget(budget_worker_replicas=2, budget_worker_concurrency=1, shares={"worker": 1280}))
+    assert (two["worker"]["replicas"], two["worker"]["cpu_shares"]) == (2, 256)
+    assert two["api"]["cpu_shares"] == 1024
+    assert two["migrate"]["cpu_shares"] == 512
+    # Never below the kernel's minimum of 2.
+    tiny = make_plan(
+        budget(
+            budget_worker_cpu_shares=2,
+            budget_worker_replicas=2,
+            shares={"worker": 1280},
+            budget_worker_concurrency=1,
+        )
+    )
+    assert tiny["worker"]["cpu_shares"] == 2
+    favoured = make_plan(budget(budget_api_cpu_shares=2048))
+    assert favoured["api"]["cpu_shares"] == favoured["proxy"]["cpu_shares"] == 2048
 
 
 def test_16gb_host_gets_a_bigger_postgres_and_more_headroom() -> None:
@@ -245,6 +313,9 @@ def test_more_vcpus_and_a_bigger_worker_share_give_more_worker_processes() -> No
         "replica_memory_mb": 1024,
         "concurrency": 2,
         "db_connections": 10,
+        # Each replica's PIDs for its 2 jobs; the background weight of 512 split over the two.
+        "pids_limit": 32 + (1 + 40 + 8 + 16) + 2 * 16,
+        "cpu_shares": 256,
     }
     assert plan["postgres"]["max_connections"] == 4 * (10 + 5) + 2 * 10 + 10
     # The share caps the processes: 1024 MB holds one of 384 + 256 MB.
@@ -300,6 +371,10 @@ def test_a_share_below_what_its_consumer_needs_is_refused(consumer: str, mb: int
         (budget(budget_db_connection_reserve=2), "budget_db_connection_reserve"),
         (budget(budget_postgres_autovacuum_max_workers=0), "budget_postgres_autovacuum_max_workers"),
         (budget(postgres_version=12), "postgres_version"),
+        (budget(budget_api_worker_threads=0), "budget_api_worker_threads"),
+        (budget(budget_worker_job_pids=0), "budget_worker_job_pids"),
+        (budget(budget_api_cpu_shares=1), "budget_api_cpu_shares"),
+        (budget(budget_worker_cpu_shares=262145), "budget_worker_cpu_shares"),
         (budget(postgres_version=19), "postgres_version"),
         (budget(shares={"postgres": -1}), "budget_shares.postgres"),
         (budget(shares={"redis": "150%"}), "budget_shares.redis"),

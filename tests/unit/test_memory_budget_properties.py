@@ -52,6 +52,10 @@ def inputs_from(draw: st.DrawFn, total_mb: int, shares: dict[str, int | str], vc
         "budget_worker_job_mb": draw(st.integers(16, 512)),
         "budget_db_connection_reserve": draw(st.integers(5, 50)),
         "budget_postgres_autovacuum_max_workers": draw(st.integers(1, 3)),
+        "budget_api_worker_threads": draw(st.integers(1, 200)),
+        "budget_worker_job_pids": draw(st.integers(1, 64)),
+        "budget_api_cpu_shares": draw(st.integers(2, 262144)),
+        "budget_worker_cpu_shares": draw(st.integers(2, 262144)),
         "postgres_version": draw(st.integers(13, 18)),
     }
 
@@ -165,6 +169,19 @@ def check_fits(inputs: dict[str, Any], plan: dict[str, Any]) -> None:
     assert sum(limits) + plan["headroom_mb"] == total
     assert plan["headroom_mb"] >= plan["headroom_min_mb"] == shares["headroom"]
 
+    # Every container gets a positive PIDs limit that holds its processes' threads, and a CPU weight
+    # in Docker's range; the worker replicas together weigh no more than the background share.
+    threads = inputs["budget_api_worker_threads"]
+    for container in ("api", "worker", "migrate", "proxy"):
+        assert plan[container]["pids_limit"] > 0
+        assert 2 <= plan[container]["cpu_shares"] <= 262144
+    assert api["pids_limit"] > api["workers"] * threads
+    assert worker["pids_limit"] > threads + worker["concurrency"] * inputs["budget_worker_job_pids"]
+    assert plan["migrate"]["pids_limit"] > threads
+    assert api["cpu_shares"] == plan["proxy"]["cpu_shares"] == inputs["budget_api_cpu_shares"]
+    assert plan["migrate"]["cpu_shares"] == inputs["budget_worker_cpu_shares"]
+    assert worker["cpu_shares"] == max(2, inputs["budget_worker_cpu_shares"] // worker["replicas"])
+
 
 @FAST
 @given(fitting_budgets())
@@ -218,6 +235,10 @@ NONSENSE = {
     "budget_api_max_overflow": st.integers(max_value=-1),
     "budget_db_connection_reserve": st.integers(max_value=4),
     "budget_postgres_autovacuum_max_workers": st.one_of(st.integers(max_value=0), st.integers(min_value=65)),
+    "budget_api_worker_threads": st.one_of(st.integers(max_value=0), st.booleans()),
+    "budget_worker_job_pids": st.one_of(st.integers(max_value=0), st.just("16 pids")),
+    "budget_api_cpu_shares": st.one_of(st.integers(max_value=1), st.integers(min_value=262145)),
+    "budget_worker_cpu_shares": st.one_of(st.integers(max_value=1), st.floats()),
     "postgres_version": st.one_of(st.integers(max_value=12), st.integers(min_value=19), st.just("fifteen")),
 }
 BAD_SHARES = st.one_of(

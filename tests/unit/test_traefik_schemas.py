@@ -102,8 +102,14 @@ def _render(inventory: str, values: dict[str, object]) -> subprocess.Popen[str]:
         "ANSIBLE_STDOUT_CALLBACK": "json",
         "ANSIBLE_LOAD_CALLBACK_PLUGINS": "1",
     }
-    # Never the inventory's connection: should a task need a host, it is this controller.
-    local = {"ansible_connection": "local", "ansible_python_interpreter": "{{ ansible_playbook_python }}"}
+    # Never the inventory's connection: should a task need a host, it is this controller. render.yml
+    # gathers no facts, so the addresses group_vars/all reads from them are given (TEST-NET-1).
+    local = {
+        "ansible_connection": "local",
+        "ansible_python_interpreter": "{{ ansible_playbook_python }}",
+        "traefik_bind_addresses": ["192.0.2.10"],
+        "app_publish_address": "192.0.2.10",
+    }
     command = [PLAYBOOK, "-i", str(ROOT / "inventories" / inventory / "hosts.yml"), str(RENDER)]
     command += ["--extra-vars", json.dumps({**local, **values})]
     return subprocess.Popen(

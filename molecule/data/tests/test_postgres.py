@@ -103,6 +103,28 @@ def test_role_settings_are_in_effect(host) -> None:
     assert _psql(host, "SHOW shared_preload_libraries") == "pg_stat_statements"
 
 
+def test_configuration_files_are_not_world_readable(host) -> None:
+    """Lynis DBS-1828: every file of the cluster's configuration (the package's postgresql.conf,
+    start.conf, pg_ctl.conf, environment, pg_ident.conf; the role's pg_hba.conf and conf.d/toolkit.conf)
+    is 0640 postgres:postgres."""
+    directory = f"/etc/postgresql/{_major(host)}/main"
+    listed = host.check_output(f"find {directory} -type f -printf '%m %u:%g %P\\n'").splitlines()
+    files = {name: (mode, owner) for mode, owner, name in (line.split(" ", 2) for line in listed)}
+    for name in (
+        "postgresql.conf",
+        "start.conf",
+        "pg_ctl.conf",
+        "pg_hba.conf",
+        "pg_ident.conf",
+        "conf.d/toolkit.conf",
+    ):
+        assert name in files, f"{directory}/{name} is missing: {sorted(files)}"
+    loose = {name: found for name, found in files.items() if found != ("640", "postgres:postgres")}
+    assert not loose, f"not 0640 postgres:postgres in {directory}: {loose}"
+    # The server still reads them: it answers, with the role's settings.
+    assert _psql(host, "SHOW password_encryption") == "scram-sha-256"
+
+
 def test_listens_on_loopback_and_the_docker_bridge_only(host) -> None:
     lines = host.check_output("ss -Hltn 'sport = :5432'").splitlines()
     addresses = {line.split()[3].rsplit(":", 1)[0] for line in lines}

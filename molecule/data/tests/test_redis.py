@@ -11,6 +11,12 @@ from conftest import host_address, resolve, tcp_state
 
 PASSWORD = "molecule-test-only-redis-password"  # molecule/shared/group_vars/vps.yml
 BRIDGE = "172.30.0.1"
+CONF = "/etc/redis/redis.conf"
+# roles/redis/defaults/main.yml's redis_disabled_commands.
+DISABLED = [
+    "CONFIG", "DEBUG", "FLUSHALL", "FLUSHDB", "KEYS", "MODULE", "SHUTDOWN", "SLAVEOF", "REPLICAOF", "MIGRATE",
+    "BGREWRITEAOF", "BGSAVE", "SAVE",
+]  # fmt: skip
 
 
 def _cli(host, *args: str, password: str | None = PASSWORD) -> str:
@@ -21,10 +27,19 @@ def _cli(host, *args: str, password: str | None = PASSWORD) -> str:
 
 
 def _config(host, name: str) -> str:
-    """CONFIG GET ``name``: redis-cli prints the name, then the value (an empty value: nothing)."""
-    lines = _cli(host, "CONFIG", "GET", name).splitlines()
-    assert lines[0] == name, f"Redis does not know {name}: {lines}"
-    return lines[1] if len(lines) > 1 else ""
+    """``name``'s value in /etc/redis/redis.conf, the file redis-server runs with ("" unquoted to
+    nothing). CONFIG GET is disabled (redis_disabled_commands): what the running server reports is
+    read with INFO (``_info``)."""
+    lines = [line.split(None, 1) for line in host.file(CONF).content_string.splitlines()]
+    values = [rest[0] if rest else "" for word, *rest in lines if word == name]
+    assert len(values) == 1, f"redis.conf sets {name} {len(values)} times"
+    return values[0].strip().removeprefix('"').removesuffix('"')
+
+
+def _info(host, section: str) -> dict[str, str]:
+    """INFO ``section`` of the running server, as a dict."""
+    lines = _cli(host, "INFO", section).splitlines()
+    return dict(line.split(":", 1) for line in lines if ":" in line and not line.startswith("#"))
 
 
 def _pid(host) -> str:
@@ -53,8 +68,9 @@ def test_distribution_server_runs_and_starts_at_boot(host) -> None:
 def test_maxmemory_is_the_budgets(host) -> None:
     maxmemory_mb = int(resolve(host, "budget_plan.redis.maxmemory_mb"))
     assert maxmemory_mb > 0
-    assert _config(host, "maxmemory") == str(maxmemory_mb * 1024 * 1024)
-    assert _config(host, "maxmemory-policy") == "allkeys-lru"
+    memory = _info(host, "memory")
+    assert memory["maxmemory"] == str(maxmemory_mb * 1024 * 1024)
+    assert memory["maxmemory_policy"] == "allkeys-lru"
 
 
 def test_memory_ceiling_is_the_budget_share(host) -> None:
@@ -77,6 +93,7 @@ def test_commands_need_the_password(host) -> None:
 def test_nothing_is_persisted(host) -> None:
     assert _config(host, "save") == ""
     assert _config(host, "appendonly") == "no"
+    assert _info(host, "persistence")["aof_enabled"] == "0"
     _cli(host, "SET", "persistence-probe", "1")
     host.check_output("systemctl restart redis-server")
     assert _cli(host, "EXISTS", "persistence-probe") == "0"
@@ -88,6 +105,32 @@ def test_bound_to_loopback_and_the_docker_bridge_only(host) -> None:
     assert _config(host, "protected-mode") == "yes"
     lines = host.check_output("ss -Hltn 'sport = :6379'").splitlines()
     assert {line.split()[3].rsplit(":", 1)[0] for line in lines} == {"127.0.0.1", BRIDGE}
+
+
+def test_dangerous_commands_are_disabled_even_with_the_password(host) -> None:
+    """Lynis DBS-1886: rename-command CONFIG (and the others) to nothing. The app's own credentials
+    (redis_password, what app_redis_password is wired to) get "unknown command"."""
+    conf = host.file(CONF).content_string.splitlines()
+    assert [f'rename-command {command} ""' for command in DISABLED] == [
+        line for line in conf if line.startswith("rename-command ")
+    ]
+    for command in (["CONFIG", "GET", "maxmemory"], ["FLUSHALL"], ["KEYS", "*"], ["DEBUG", "SLEEP", "0"]):
+        reply = _cli(host, *command)
+        assert reply.startswith(f"ERR unknown command '{command[0]}'"), (command, reply)
+    assert _cli(host, "SET", "still-a-cache", "1") == "OK"
+    assert _cli(host, "GET", "still-a-cache") == "1"
+    # SHUTDOWN is disabled; systemd stops Redis with SIGTERM.
+    before = _pid(host)
+    host.check_output("systemctl restart redis-server")
+    assert _pid(host) != before
+    assert _cli(host, "PING") == "PONG"
+
+
+def test_the_configuration_is_not_world_readable(host) -> None:
+    """redis.conf holds requirepass: readable by the redis user only (and root)."""
+    conf = host.file(CONF)
+    assert (conf.user, conf.group) == ("redis", "redis")
+    assert conf.mode == 0o640
 
 
 def test_containers_reach_it_with_the_password(host, tiny_image) -> None:
@@ -146,6 +189,9 @@ def test_overcommitted_budget_fails_before_any_change(host, run_playbook) -> Non
         ({"redis_maxmemory_policy": "noeviction"}, "redis_maxmemory_policy"),
         ({"redis_maxmemory_mb": 512, "redis_memory_max_mb": 256}, "redis_maxmemory_mb must be at least 1"),
         ({"redis_bind_addresses": ["0.0.0.0/0"]}, "redis_bind_addresses"),
+        ({"redis_bind_addresses": ["0.0.0.0"]}, "redis_bind_addresses"),
+        ({"redis_disabled_commands": ["CONFIG", "PING"]}, "redis_disabled_commands"),
+        ({"redis_disabled_commands": ["KEYS", "keys"]}, "redis_disabled_commands"),
     ],
 )
 def test_bad_variable_fails_before_any_change(

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import PROJECT, PlaybookRun, build_tiny_image, http_get, playbook_runner
+from conftest import PROJECT, PlaybookRun, build_tiny_image, host_address, http_get, playbook_runner, resolve
 
 DEFAULTS = yaml.safe_load((PROJECT / "roles/traefik/defaults/main.yml").read_text())
 IMAGE: str = DEFAULTS["traefik_image"]
@@ -39,6 +39,25 @@ def _image_present(host) -> bool:
 
 def _md5(host, *paths: str) -> str:
     return host.check_output("md5sum " + " ".join(paths))
+
+
+def _bindings(config: dict) -> dict[str, list[tuple[str, str]]]:
+    """HostConfig.PortBindings as {port: sorted (address, host port)}."""
+    return {
+        port: sorted((binding["HostIp"], binding["HostPort"]) for binding in bindings or [])
+        for port, bindings in config["PortBindings"].items()
+    }
+
+
+def _expected_bindings(host, http: int, https: int) -> dict[str, list[tuple[str, str]]]:
+    """80 and 443 on the host's own address (its default IPv4 one, eth0's here: never 0.0.0.0) and
+    on loopback for the host's probes; /ping on loopback only."""
+    addresses = sorted([host_address(host), "127.0.0.1"])
+    return {
+        "80/tcp": [(address, str(http)) for address in addresses],
+        "443/tcp": [(address, str(https)) for address in addresses],
+        "8082/tcp": [("127.0.0.1", "8082")],
+    }
 
 
 @pytest.fixture
@@ -238,10 +257,7 @@ def test_running_proxy_answers_ping_and_redirects_to_https(host, running: None) 
 
 def test_running_proxy_is_the_only_outside_publisher_and_is_confined(host, running: None) -> None:
     inspect = json.loads(host.check_output("docker inspect traefik"))[0]
-    bindings = inspect["HostConfig"]["PortBindings"]
-    assert bindings["80/tcp"] == [{"HostIp": "0.0.0.0", "HostPort": "80"}]
-    assert bindings["443/tcp"] == [{"HostIp": "0.0.0.0", "HostPort": "443"}]
-    assert bindings["8082/tcp"] == [{"HostIp": "127.0.0.1", "HostPort": "8082"}]
+    assert _bindings(inspect["HostConfig"]) == _expected_bindings(host, 80, 443)
     assert inspect["HostConfig"]["Memory"] == 256 * 1024 * 1024
     mounts = {mount["Destination"]: mount for mount in inspect["Mounts"]}
     assert not any("docker.sock" in mount["Source"] for mount in inspect["Mounts"]), mounts
@@ -399,7 +415,7 @@ def standin_runs(host) -> StandinRuns:
     )
 
 
-def test_container_handling_with_a_standin_image(standin_runs: StandinRuns) -> None:
+def test_container_handling_with_a_standin_image(host, standin_runs: StandinRuns) -> None:
     """Ports, mounts, limits, health wait, the running fact, idempotence and restart-only-for-static."""
     runs = standin_runs
     first, dynamic, inspect = runs.first, runs.dynamic, runs.inspect
@@ -412,12 +428,14 @@ def test_container_handling_with_a_standin_image(standin_runs: StandinRuns) -> N
     assert inspect["State"]["Health"]["Status"] == "healthy"
     assert runs.ping == "OK"
     config = inspect["HostConfig"]
-    assert config["PortBindings"] == {
-        "80/tcp": [{"HostIp": "0.0.0.0", "HostPort": "18080"}],
-        "443/tcp": [{"HostIp": "0.0.0.0", "HostPort": "18443"}],
-        "8082/tcp": [{"HostIp": "127.0.0.1", "HostPort": "8082"}],
-    }
+    assert _bindings(config) == _expected_bindings(host, 18080, 18443)
     assert config["Memory"] == 256 * 1024 * 1024
+    # The budget's PIDs limit and CPU shares for the proxy (group_vars/all/app.yml wires them).
+    pids_limit, cpu_shares = resolve(host, "[traefik_pids_limit | int, traefik_cpu_shares | int]")
+    assert (config["PidsLimit"], config["CpuShares"]) == (pids_limit, cpu_shares)
+    assert pids_limit > 0
+    assert cpu_shares > 0
+    assert "no-new-privileges:true" in config["SecurityOpt"]
     assert config["ReadonlyRootfs"] is True
     assert config["CapDrop"] == ["ALL"]
     assert config["RestartPolicy"]["Name"] == "unless-stopped"
