@@ -54,6 +54,24 @@ def test_a_new_home_is_private_and_existing_ones_were_closed(host, probe_user: s
     assert host.file("/root").mode == 0o700
 
 
+def test_an_account_with_a_password_gets_its_password_aged(host, probe_user: str, run_playbook) -> None:
+    """login.defs covers accounts made later; the role ages the existing ones that have a password."""
+    host.check_output(f"echo '{probe_user}:Violet-Harbour-Lantern-42' | chpasswd")
+    host.check_output(f"chage --maxdays 99999 --mindays 0 --warndays 7 {probe_user}")
+    run = run_playbook("logins.yml")
+    assert run.rc == 0, run.output[-3000:]
+    assert run.recap.get("changed") == 1, run.output[-3000:]
+    shadow = host.check_output(f"getent shadow {probe_user}").split(":")
+    assert (shadow[3], shadow[4], shadow[5]) == ("1", "365", "14")
+    # The deploy user has no password: left alone.
+    assert host.check_output("getent shadow deploy").split(":")[4] in ("", "99999")
+
+
+@pytest.mark.parametrize(("path", "mode"), [("/etc/ssh/sshd_config", 0o600), ("/etc/cron.d", 0o700)])
+def test_sshd_and_cron_settings_are_root_only(host, path: str, mode: int) -> None:
+    assert host.file(path).mode == mode
+
+
 def test_a_weak_password_is_refused_and_a_strong_one_accepted(host, probe_user: str) -> None:
     weak = host.run(f"printf 'short1\\nshort1\\n' | passwd {probe_user}")
     assert weak.rc != 0
