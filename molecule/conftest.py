@@ -154,6 +154,11 @@ def run_make(host: object) -> Callable[..., PlaybookRun]:
     """Run a make target of the project (mk/operate.mk's: status, rollback, logs...) against the host
     under test, as an operator would against an inventory: INVENTORY= Molecule's, HOST= this host.
     ``timeout`` stops a target that does not end by itself (make logs FOLLOW=1): rc is then 124."""
+    return make_runner(host)
+
+
+def make_runner(host: object) -> Callable[..., PlaybookRun]:
+    """What the run_make fixture returns, for fixtures of a wider scope."""
     name = host.backend.host  # type: ignore[attr-defined]
 
     def run(target: str, timeout: float | None = None, **variables: str) -> PlaybookRun:
