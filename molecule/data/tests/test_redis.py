@@ -30,7 +30,7 @@ def _config(host, name: str) -> str:
     """``name``'s value in /etc/redis/redis.conf, the file redis-server runs with ("" unquoted to
     nothing). CONFIG GET is disabled (redis_disabled_commands): what the running server reports is
     read with INFO (``_info``)."""
-    lines = [line.split(None, 1) for line in host.file(CONF).content_string.splitlines()]
+    lines = [line.split(None, 1) for line in host.file(CONF).content_string.splitlines() if line.strip()]
     values = [rest[0] if rest else "" for word, *rest in lines if word == name]
     assert len(values) == 1, f"redis.conf sets {name} {len(values)} times"
     return values[0].strip().removeprefix('"').removesuffix('"')
