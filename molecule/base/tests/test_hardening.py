@@ -67,9 +67,10 @@ def test_an_account_with_a_password_gets_its_password_aged(host, probe_user: str
     assert host.check_output("getent shadow deploy").split(":")[4] in ("", "99999")
 
 
-@pytest.mark.parametrize(("path", "mode"), [("/etc/ssh/sshd_config", 0o600), ("/etc/cron.d", 0o700)])
-def test_sshd_and_cron_settings_are_root_only(host, path: str, mode: int) -> None:
-    assert host.file(path).mode == mode
+@pytest.mark.parametrize("path", ["/etc/cron.d", "/etc/cron.daily"])
+def test_crons_jobs_are_root_only(host, path: str) -> None:
+    # sshd_config (no sshd on this host) is checked by Lynis in the production scenario (FILE-7524).
+    assert host.file(path).mode == 0o700
 
 
 def test_a_weak_password_is_refused_and_a_strong_one_accepted(host, probe_user: str) -> None:
@@ -190,7 +191,7 @@ def test_auditd_runs_with_the_rules_loaded(host) -> None:
     status = host.run("auditctl -s")
     if status.rc != 0:
         # auditd is masked there, and leaves no failed unit behind.
-        assert host.service("auditd").is_enabled is False
+        assert host.run("systemctl is-enabled auditd.service").stdout.strip() == "masked"
         states = host.run("systemctl is-failed auditd.service audit-rules.service").stdout.split()
         assert "failed" not in states, states
         refusal = (status.stderr or status.stdout).strip()
