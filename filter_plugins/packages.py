@@ -1,10 +1,10 @@
 """Ansible filter ``packages_missing``: which of a task's packages the host does not have yet.
 
 ``{{ ['ufw'] | packages_missing(ansible_facts) }}`` is ``[]`` once ufw is installed, going by the
-``packages`` fact (``ansible.builtin.package_facts``, which playbooks/connect.yml reads once per
-run). Without that fact every package counts as missing, so a role run on its own still installs.
-The roles skip their apt installs when nothing is missing: an unchanged run then spends no time in
-apt, which costs about a second per install even when there is nothing to do.
+``packages`` fact (``ansible.builtin.package_facts``, which the base role reads once per run, before
+its own install). Without that fact every package counts as missing, so a role run on its own still
+installs. The roles skip their apt installs when nothing is missing: an unchanged run then spends no
+time in apt, which costs about a second per install even when there is nothing to do.
 """
 
 from __future__ import annotations

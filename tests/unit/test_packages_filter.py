@@ -26,7 +26,7 @@ def test_only_packages_the_host_lacks_are_missing(names: object, missing: list[s
 
 @pytest.mark.parametrize("facts", [{}, {"packages": None}, None, {"distribution": "Debian"}])
 def test_without_the_packages_fact_everything_is_missing(facts: object) -> None:
-    """A role run without playbooks/connect.yml's package_facts installs as before."""
+    """A role run without the base role's package_facts installs as before."""
     assert packages.packages_missing(["ufw", "acl"], facts) == ["ufw", "acl"]
 
 
