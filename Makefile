@@ -59,7 +59,7 @@ lint: setup ## ansible-lint (production profile), yamllint, ruff
 	ruff format --check .
 
 .PHONY: unit
-unit: setup ## Unit tests of plugins and scripts (pytest)
+unit: setup app-apt ## Unit tests of plugins and scripts (pytest; app-apt: redis-server for the redis config check)
 	pytest
 
 # Scenarios run MOLECULE_JOBS at a time (scripts/run-molecule.sh), each with its own log.

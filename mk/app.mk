@@ -13,8 +13,11 @@ BENCH_ROUNDS ?= 3
 
 ##@ The app (app/)
 
-.PHONY: app-setup
-app-setup: $(APP_VENV)/.installed ## app/.venv with the service and its test extra; apt packages the tests need
+.PHONY: app-setup app-apt
+app-setup: $(APP_VENV)/.installed app-apt ## app/.venv with the service and its test extra; apt packages the tests need
+
+# The Debian packages alone (make unit needs redis-server too: the redis role's config check).
+app-apt:
 	@missing=""; for pkg in $(APP_APT); do \
 	  dpkg-query -W -f='$${Status}' $$pkg 2>/dev/null | grep -q 'install ok installed' || missing="$$missing $$pkg"; \
 	done; \
