@@ -5,6 +5,8 @@
 max_connections from the application's pools, Redis's maxmemory, the uvicorn worker count, every
 service's memory ceiling, the containers' PIDs limits and CPU shares and a capacity table; an
 over-committed or nonsense budget fails with a message that names the problem and shows the table.
+``{{ budget_total_mb | budget_host_problems(budget_vcpus, tolerance, files) }}`` (playbooks/preflight.yml)
+lists why the budget is bigger than the host the files (its meminfo and cgroup limits) describe.
 The logic is the package ``plugin_utils/memory_plan`` (see its modules' docstrings for the formulas
 and where they deliberately differ from PGTune), loaded from beside this directory as Ansible loads
 plugins: by path.
@@ -12,10 +14,11 @@ plugins: by path.
 
 from __future__ import annotations
 
+import base64
 import importlib
 import importlib.util
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import ModuleType
 
@@ -50,8 +53,24 @@ def memory_plan(inputs: object) -> dict[str, object]:
         raise AnsibleFilterError(str(refused)) from None
 
 
+def budget_host_problems(
+    total_mb: object, vcpus: object, tolerance_percent: object, contents: Mapping[str, str]
+) -> list[str]:
+    """Why the budget does not fit the host: ``contents`` maps the files
+    ``memory_plan.host.FILES`` to their base64 content (what ``slurp`` returns; missing ones are
+    left out). An empty list when it fits."""
+    host = library("host")
+    files = {path: base64.b64decode(text).decode(errors="replace") for path, text in contents.items()}
+    try:
+        return host.host_problems(total_mb, vcpus, tolerance_percent, files)
+    except host.BudgetError as refused:
+        from ansible.errors import AnsibleFilterError
+
+        raise AnsibleFilterError(str(refused)) from None
+
+
 class FilterModule:
     """Ansible's entry point."""
 
     def filters(self) -> dict[str, Callable[..., object]]:
-        return {"memory_plan": memory_plan}
+        return {"memory_plan": memory_plan, "budget_host_problems": budget_host_problems}

@@ -1,7 +1,10 @@
-# The memory budget's capacity table (group_vars/all/budget.yml, filter_plugins/memory_budget.py).
+# The memory budget's capacity table (group_vars/all/budget.yml, plugin_utils/memory_plan).
 
 ##@ Plan (ENV=...)
 
+# SIZES (GB, or GB:vCPUs) adds the same budget at other host sizes, side by side.
+SIZES ?=
+
 .PHONY: plan
-plan: setup ## Print the memory plan of ENV's hosts (default local), touching no host: make plan ENV=production
-	ansible-playbook -i $(INVENTORY) playbooks/plan.yml $(ANSIBLE_ARGS)
+plan: setup ## Print the memory plan of ENV's hosts (default local); SIZES=4,8,16,32 adds those sizes side by side
+	@$(BIN)/python scripts/plan.py --inventory $(INVENTORY) $(if $(SIZES),--sizes "$(SIZES)") -- $(ANSIBLE_ARGS)

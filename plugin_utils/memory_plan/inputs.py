@@ -2,7 +2,8 @@
 
 The inputs are one dict whose keys are the Ansible variables' names (group_vars/all/budget.yml), so
 a message names exactly what to fix. Integers may arrive as digit strings (``-e budget_total_mb=16384``
-on the command line); booleans and fractions are refused.
+on the command line); booleans and fractions are refused. A share is MB or a percent of the host
+(``"12.5%"``); the API's overflow is connections or a percent of its pool (``"50%"``).
 """
 
 from __future__ import annotations
@@ -30,9 +31,10 @@ INT_INPUTS = {
     "budget_vcpus": (1, 1024),
     "budget_api_workers": (0, 1024),
     "budget_api_worker_mb": (1, _MAX_MB),
-    "budget_api_pool_size": (1, 10000),
-    "budget_api_max_overflow": (0, 10000),
+    "budget_api_pool_size": (0, 10000),
+    "budget_api_pool_per_vcpu": (1, 10000),
     "budget_worker_db_connections": (0, 10000),
+    "budget_worker_job_db_connections": (1, 10000),
     "budget_worker_replicas": (0, 64),
     "budget_worker_concurrency": (0, 256),
     "budget_worker_process_mb": (1, _MAX_MB),
@@ -45,9 +47,9 @@ INT_INPUTS = {
     "budget_worker_cpu_shares": (CPU_SHARES_MIN, CPU_SHARES_MAX),
     "postgres_version": (VERSIONS.start, VERSIONS.stop - 1),
 }
-INPUTS = (*INT_INPUTS, "budget_disk_type", "budget_shares")
+INPUTS = (*INT_INPUTS, "budget_api_max_overflow", "budget_disk_type", "budget_shares")
 
-_PERCENT = re.compile(r"^(\d{1,3}(?:\.\d{1,2})?)%$")
+_PERCENT = re.compile(r"^(\d{1,3}(?:\.\d{1,3})?)%$")
 _INTEGER = re.compile(r"^\d+$")
 
 
@@ -77,8 +79,10 @@ class Budget:
     api_workers: int
     api_worker_mb: int
     api_pool_size: int
-    api_max_overflow: int
+    api_pool_per_vcpu: int
+    api_max_overflow: int | Fraction  # connections, or a Fraction: the percent of the pool
     worker_db_connections: int
+    worker_job_db_connections: int
     worker_replicas: int
     worker_concurrency: int
     worker_process_mb: int
@@ -103,13 +107,17 @@ def _integer(name: str, value: object, low: int, high: int) -> int:
     return value
 
 
+def _percent(name: str, value: str, of: str) -> Fraction:
+    found = _PERCENT.match(value.strip())
+    if found is None or Fraction(found.group(1)) > 100:
+        raise BudgetError(f"{name} must be a percent of {of} from 0% to 100%, got {value!r}")
+    return Fraction(found.group(1))
+
+
 def _share(consumer: str, value: object, total_mb: int) -> Share:
     name = f"budget_shares.{consumer}"
     if isinstance(value, str) and value.strip().endswith("%"):
-        found = _PERCENT.match(value.strip())
-        if found is None or Fraction(found.group(1)) > 100:
-            raise BudgetError(f"{name} must be a percent of the total from 0% to 100%, got {value!r}")
-        percent = Fraction(found.group(1))
+        percent = _percent(name, value, "the total")
         return Share(math.floor(total_mb * percent / 100), percent)
     try:
         return Share(_integer(name, value, 0, _MAX_MB))
@@ -133,6 +141,18 @@ def _shares(value: object, total_mb: int) -> dict[str, Share]:
             f"budget_shares lacks {', '.join(missing)}: each of {', '.join(CONSUMERS)} needs a share"
         )
     return {consumer: _share(consumer, value[consumer], total_mb) for consumer in CONSUMERS}
+
+
+def _overflow(value: object) -> int | Fraction:
+    name = "budget_api_max_overflow"
+    if isinstance(value, str) and value.strip().endswith("%"):
+        return _percent(name, value, "the pool")
+    try:
+        return _integer(name, value, 0, 10000)
+    except BudgetError:
+        raise BudgetError(
+            f"{name} must be a whole number of connections or a percent of the pool like '50%', got {value!r}"
+        ) from None
 
 
 def read_budget(inputs: object) -> Budget:
@@ -159,8 +179,10 @@ def read_budget(inputs: object) -> Budget:
         api_workers=ints["budget_api_workers"],
         api_worker_mb=ints["budget_api_worker_mb"],
         api_pool_size=ints["budget_api_pool_size"],
-        api_max_overflow=ints["budget_api_max_overflow"],
+        api_pool_per_vcpu=ints["budget_api_pool_per_vcpu"],
+        api_max_overflow=_overflow(inputs["budget_api_max_overflow"]),
         worker_db_connections=ints["budget_worker_db_connections"],
+        worker_job_db_connections=ints["budget_worker_job_db_connections"],
         worker_replicas=ints["budget_worker_replicas"],
         worker_concurrency=ints["budget_worker_concurrency"],
         worker_process_mb=ints["budget_worker_process_mb"],

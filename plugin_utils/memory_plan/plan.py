@@ -18,14 +18,24 @@ refills) and the process itself. maxmemory is therefore 3/4 of Redis's share, th
 memory ceiling.
 
 API: one uvicorn worker per vCPU (the workers are async and I/O-bound), fewer if the API's share does
-not hold that many of budget_api_worker_mb each; budget_api_workers > 0 sets the count instead.
+not hold that many of budget_api_worker_mb each; budget_api_workers > 0 sets the count instead. The
+API's pools together hold budget_api_pool_per_vcpu connections per vCPU, split evenly over its worker
+processes (seed 000: 10 per process, 2 processes on 2 vCPUs), each process's pool plus
+budget_api_max_overflow (a percent of the pool, or a count); budget_api_pool_size > 0 sets each
+process's pool instead. The total follows the cores, not the square of them: PostgreSQL's throughput
+peaks at a few active connections per core, and more connections only shrink work_mem.
 
 Background worker: one process (a container replica) per two vCPUs, as far as the worker's share
 holds a process (budget_worker_process_mb) running one job (budget_worker_job_mb): its jobs run OCR,
 which is CPU-bound and shares the cores with the API. Each replica gets an equal part of the share as
 its memory limit, and runs as many jobs at once as that part holds beside the process, at most one
-per vCPU. budget_worker_replicas / budget_worker_concurrency > 0 set them instead. Each replica holds
-up to budget_worker_db_connections database connections.
+per vCPU. budget_worker_replicas / budget_worker_concurrency > 0 set them instead. Each replica's pool
+holds budget_worker_job_db_connections per job it runs at once plus WORKER_LOOP_CONNECTIONS (its claim
+loop and the sweep of exhausted jobs); budget_worker_db_connections > 0 sets it instead.
+
+With every share a percent of the host (the defaults), a bigger host gives every service a
+proportionally bigger share and the headroom stays the same fraction: the counts that follow
+(workers, replicas, jobs, pools, max_connections, PostgreSQL's settings) grow with it.
 
 Containers' PIDs limits and CPU shares (api, each worker replica, migrate, proxy): ``memory_plan.limits``.
 """
@@ -37,14 +47,16 @@ from dataclasses import dataclass
 from fractions import Fraction
 
 from .inputs import Budget, BudgetError, read_budget
-from .limits import api_limits, migrate_limits, proxy_limits, worker_limits
-from .pgtune import tune
+from .limits import Limits, api_limits, migrate_limits, proxy_limits, worker_limits
+from .pgtune import PgTune, tune
 from .table import render_table
 
 REDIS_MAXMEMORY_FRACTION = Fraction(3, 4)
 # The smallest share each consumer runs in at all (MB); the API's follows from its workers.
 MIN_SHARE_MB = {"postgres": 256, "redis": 32, "worker": 64, "proxy": 32, "os_reserve": 256}
 POSTGRES_MAX_CONNECTIONS = 262143
+# Connections a worker process holds beside its jobs': its claim loop and the sweep of exhausted jobs.
+WORKER_LOOP_CONNECTIONS = 2
 
 
 def api_workers(budget: Budget) -> int:
@@ -55,30 +67,73 @@ def api_workers(budget: Budget) -> int:
 
 
 @dataclass(frozen=True)
+class ApiPool:
+    """One API worker process's SQLAlchemy pool: its size and overflow."""
+
+    size: int
+    overflow: int
+
+    @property
+    def peak(self) -> int:
+        return self.size + self.overflow
+
+
+def api_pool(budget: Budget, workers: int) -> ApiPool:
+    """Each API process's pool: the explicit size, or its part of budget_api_pool_per_vcpu per vCPU;
+    the overflow a count or a percent of the pool."""
+    size = budget.api_pool_size or math.ceil(budget.api_pool_per_vcpu * budget.vcpus / max(workers, 1))
+    overflow = budget.api_max_overflow
+    if isinstance(overflow, Fraction):
+        overflow = math.floor(size * overflow / 100)
+    return ApiPool(size, overflow)
+
+
+@dataclass(frozen=True)
 class WorkerPlan:
-    """The background worker: how many processes, each with what memory limit and job concurrency."""
+    """The background worker: how many processes, each with what memory limit, job concurrency and
+    database connections."""
 
     replicas: int
     replica_mb: int
     concurrency: int
+    db_connections: int
 
 
 def worker_plan(budget: Budget) -> WorkerPlan:
-    """Replicas and concurrency from the worker's share (see the module's docstring)."""
+    """Replicas, concurrency and connections from the worker's share (see the module's docstring)."""
     share = budget.shares["worker"].mb
     smallest = budget.worker_process_mb + budget.worker_job_mb
     replicas = budget.worker_replicas or max(1, min(budget.vcpus // 2, share // smallest))
     replica_mb = share // replicas
     room = (replica_mb - budget.worker_process_mb) // budget.worker_job_mb
     concurrency = budget.worker_concurrency or max(1, min(room, budget.vcpus))
-    return WorkerPlan(replicas, replica_mb, concurrency)
+    connections = budget.worker_db_connections or (
+        WORKER_LOOP_CONNECTIONS + concurrency * budget.worker_job_db_connections
+    )
+    return WorkerPlan(replicas, replica_mb, concurrency, connections)
 
 
-def max_connections(budget: Budget, workers: int, worker_replicas: int = 1) -> int:
-    """Every API process's pool at its peak, each worker replica's connections and the admin/backup
-    reserve."""
-    pools = workers * (budget.api_pool_size + budget.api_max_overflow)
-    return pools + worker_replicas * budget.worker_db_connections + budget.db_connection_reserve
+def max_connections(budget: Budget, workers: int, pool: ApiPool, worker: WorkerPlan) -> int:
+    """Every API process's pool at its peak, each worker replica's pool and the admin/backup reserve."""
+    return workers * pool.peak + worker.replicas * worker.db_connections + budget.db_connection_reserve
+
+
+@dataclass(frozen=True)
+class Derived:
+    """Everything derived from a budget, whether it fits or not (``problems`` says why not)."""
+
+    budget: Budget
+    workers: int
+    pool: ApiPool
+    worker: WorkerPlan
+    connections: int
+    pg: PgTune | None
+    worst_case_kb: int | None
+    redis_maxmemory_mb: int
+    headroom_mb: int
+    limits: dict[str, Limits]
+    problems: list[str]
+    table: str
 
 
 def _problems(
@@ -115,21 +170,22 @@ def _problems(
     if worst_case_kb is not None and worst_case_kb > shares["postgres"].mb * 1024:
         problems.append(
             f"PostgreSQL's worst case of {worst_case_kb // 1024} MB exceeds budget_shares.postgres = "
-            f"{shares['postgres'].mb} MB: lower the pools (budget_api_pool_size, budget_api_max_overflow, "
-            "budget_worker_db_connections, budget_db_connection_reserve) or "
-            "budget_postgres_autovacuum_max_workers, or raise the share"
+            f"{shares['postgres'].mb} MB: lower the pools (budget_api_pool_size, budget_api_pool_per_vcpu, "
+            "budget_api_max_overflow, budget_worker_db_connections, budget_worker_job_db_connections, "
+            "budget_db_connection_reserve) or budget_postgres_autovacuum_max_workers, or raise the share"
         )
     return problems
 
 
-def make_plan(inputs: object) -> dict[str, object]:
-    """The plan for ``inputs`` (the dict group_vars/all/budget.yml builds); BudgetError when an input
-    is nonsense or the plan does not fit."""
+def derive(inputs: object) -> Derived:
+    """Everything the budget ``inputs`` give, with the reasons it does not fit (if it does not);
+    BudgetError only when an input is nonsense."""
     budget = read_budget(inputs)
     shares = budget.shares
     workers = api_workers(budget)
+    pool = api_pool(budget, workers)
     worker = worker_plan(budget)
-    connections = max_connections(budget, workers, worker.replicas)
+    connections = max_connections(budget, workers, pool, worker)
     pg = None
     if shares["postgres"].mb >= MIN_SHARE_MB["postgres"]:
         pg = tune(
@@ -154,7 +210,8 @@ def make_plan(inputs: object) -> dict[str, object]:
     table = render_table(
         budget,
         workers=workers,
-        worker=(worker.replicas, worker.replica_mb, worker.concurrency),
+        pool=(pool.size, pool.overflow),
+        worker=(worker.replicas, worker.replica_mb, worker.concurrency, worker.db_connections),
         connections=connections,
         pg=pg,
         worst_case_kb=worst_case_kb,
@@ -163,9 +220,31 @@ def make_plan(inputs: object) -> dict[str, object]:
         limits=limits,
     )
     problems = _problems(budget, workers, worker, connections, worst_case_kb)
-    if problems or pg is None or worst_case_kb is None:
-        reasons = "\n".join(f"- {problem}" for problem in problems)
-        raise BudgetError(f"memory budget refused:\n{reasons}\n\n{table}")
+    return Derived(
+        budget,
+        workers,
+        pool,
+        worker,
+        connections,
+        pg,
+        worst_case_kb,
+        redis_maxmemory_mb,
+        headroom_mb,
+        limits,
+        problems,
+        table,
+    )
+
+
+def make_plan(inputs: object) -> dict[str, object]:
+    """The plan for ``inputs`` (the dict group_vars/all/budget.yml builds); BudgetError when an input
+    is nonsense or the plan does not fit."""
+    derived = derive(inputs)
+    budget, pg, worst_case_kb = derived.budget, derived.pg, derived.worst_case_kb
+    if derived.problems or pg is None or worst_case_kb is None:
+        reasons = "\n".join(f"- {problem}" for problem in derived.problems)
+        raise BudgetError(f"memory budget refused:\n{reasons}\n\n{derived.table}")
+    shares, worker, limits = budget.shares, derived.worker, derived.limits
     return {
         "total_mb": budget.total_mb,
         "vcpus": budget.vcpus,
@@ -173,17 +252,17 @@ def make_plan(inputs: object) -> dict[str, object]:
         "postgres": {
             "version": budget.postgres_version,
             "memory_mb": shares["postgres"].mb,
-            "max_connections": connections,
+            "max_connections": derived.connections,
             "worst_case_mb": worst_case_kb // 1024,
             "settings": pg.settings(),
         },
-        "redis": {"memory_mb": shares["redis"].mb, "maxmemory_mb": redis_maxmemory_mb},
+        "redis": {"memory_mb": shares["redis"].mb, "maxmemory_mb": derived.redis_maxmemory_mb},
         "api": {
             "memory_mb": shares["api"].mb,
-            "workers": workers,
+            "workers": derived.workers,
             "worker_memory_mb": budget.api_worker_mb,
-            "pool_size": budget.api_pool_size,
-            "max_overflow": budget.api_max_overflow,
+            "pool_size": derived.pool.size,
+            "max_overflow": derived.pool.overflow,
             "pids_limit": limits["api"].pids_limit,
             "cpu_shares": limits["api"].cpu_shares,
         },
@@ -192,7 +271,7 @@ def make_plan(inputs: object) -> dict[str, object]:
             "replicas": worker.replicas,
             "replica_memory_mb": worker.replica_mb,
             "concurrency": worker.concurrency,
-            "db_connections": budget.worker_db_connections,
+            "db_connections": worker.db_connections,
             "pids_limit": limits["worker"].pids_limit,
             "cpu_shares": limits["worker"].cpu_shares,
         },
@@ -203,7 +282,7 @@ def make_plan(inputs: object) -> dict[str, object]:
             "cpu_shares": limits["proxy"].cpu_shares,
         },
         "os_reserve_mb": shares["os_reserve"].mb,
-        "headroom_mb": headroom_mb,
+        "headroom_mb": derived.headroom_mb,
         "headroom_min_mb": shares["headroom"].mb,
-        "table": table,
+        "table": derived.table,
     }

@@ -8,21 +8,27 @@ from .limits import Limits
 from .pgtune import WORK_MEM_FACTOR, PgTune
 
 _WIDTH = 12
+_MEMORY_WIDTH = 14
 
 
 def _row(service: str, memory: str, *details: str) -> list[str]:
     first, *rest = details or ("",)
-    lines = [f"  {service:<{_WIDTH}}{memory:>10}  {first}".rstrip()]
-    lines += [f"  {'':<{_WIDTH}}{'':>10}  {detail}" for detail in rest]
+    lines = [f"  {service:<{_WIDTH}}{memory:>{_MEMORY_WIDTH}}  {first}".rstrip()]
+    lines += [f"  {'':<{_WIDTH}}{'':>{_MEMORY_WIDTH}}  {detail}" for detail in rest]
     return lines
 
 
 def _postgres(
-    budget: Budget, workers: int, worker_replicas: int, connections: int, pg: PgTune | None
+    budget: Budget,
+    workers: int,
+    pool: tuple[int, int],
+    worker: tuple[int, int, int, int],
+    connections: int,
+    pg: PgTune | None,
 ) -> list[str]:
     pools = (
-        f"max_connections {connections} = {workers} API workers x ({budget.api_pool_size} pool + "
-        f"{budget.api_max_overflow} overflow) + {worker_replicas} x {budget.worker_db_connections} worker + "
+        f"max_connections {connections} = {workers} API workers x ({pool[0]} pool + "
+        f"{pool[1]} overflow) + {worker[0]} x {worker[3]} worker + "
         f"{budget.db_connection_reserve} reserve"
     )
     if pg is None:
@@ -48,7 +54,8 @@ def render_table(
     budget: Budget,
     *,
     workers: int,
-    worker: tuple[int, int, int],
+    pool: tuple[int, int],
+    worker: tuple[int, int, int, int],
     connections: int,
     pg: PgTune | None,
     worst_case_kb: int | None,
@@ -61,8 +68,8 @@ def render_table(
     lines = [
         f"Memory plan: {budget.total_mb} MB host, {budget.vcpus} vCPU, {budget.disk_type} storage, "
         f"PostgreSQL {budget.postgres_version}",
-        f"  {'service':<{_WIDTH}}{'memory MB':>10}  derived settings",
-        *_postgres(budget, workers, worker[0], connections, pg),
+        f"  {'service':<{_WIDTH}}{'memory MB':>{_MEMORY_WIDTH}}  derived settings",
+        *_postgres(budget, workers, pool, worker, connections, pg),
     ]
     if pg is not None and worst_case_kb is not None:
         lines += _row(
@@ -84,15 +91,15 @@ def render_table(
         "api",
         shares["api"].describe(),
         f"{workers} uvicorn workers x {budget.api_worker_mb} MB, each with a pool of "
-        f"{budget.api_pool_size} + {budget.api_max_overflow} overflow connections",
+        f"{pool[0]} + {pool[1]} overflow connections",
         limits["api"].describe(),
     )
-    replicas, replica_mb, concurrency = worker
+    replicas, replica_mb, concurrency, db_connections = worker
     lines += _row(
         "worker",
         shares["worker"].describe(),
         f"{replicas} process(es) x {replica_mb} MB, {concurrency} jobs at once each, "
-        f"{budget.worker_db_connections} database connections each",
+        f"{db_connections} database connections each",
         f"{limits['worker'].describe()} each; migrate (one-off): {limits['migrate'].describe()}",
     )
     lines += _row("proxy", shares["proxy"].describe(), "reverse proxy container", limits["proxy"].describe())

@@ -84,15 +84,16 @@ class Run:
 
 
 @pytest.fixture(scope="session")
-def make_host() -> Iterator[Callable[[], Host]]:
-    """Start throwaway Debian 12 hosts on demand; all of them are removed at the end."""
+def make_host() -> Iterator[Callable[..., Host]]:
+    """Start throwaway Debian 12 hosts on demand (``docker run`` options, e.g. a memory limit, may be
+    given); all of them are removed at the end."""
     if docker("image", "inspect", IMAGE, check=False).returncode != 0:
         pytest.fail(f"image {IMAGE} is missing: run make images first")
     started: list[str] = []
 
-    def start() -> Host:
+    def start(*options: str) -> Host:
         name = f"toolkit-preflight-{uuid.uuid4().hex[:8]}"
-        docker("run", "-d", "--name", name, IMAGE, "sleep", "infinity")
+        docker("run", "-d", "--name", name, *options, IMAGE, "sleep", "infinity")
         started.append(name)
         return Host(name)
 
@@ -102,7 +103,7 @@ def make_host() -> Iterator[Callable[[], Host]]:
 
 
 @pytest.fixture(scope="session")
-def host(make_host: Callable[[], Host]) -> Host:
+def host(make_host: Callable[..., Host]) -> Host:
     """The Debian 12 host most tests share (preflight is read-only: each test checks it stays so)."""
     return make_host()
 

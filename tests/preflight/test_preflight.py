@@ -96,8 +96,52 @@ def test_filled_in_production_inventory_passes(
     assert_untouched(run, host, before)
 
 
+def test_a_4gb_host_given_the_8gb_budget_is_refused_naming_both_sizes(
+    make_host: Callable[..., Host], tmp_path: Path, deploy_key: str, image_tarball: Path
+) -> None:
+    # The container's cgroup limits are what the host has: 4 GB and one CPU, like a KVM 1 VPS.
+    small = make_host("--memory", "4g", "--cpus", "1")
+    before = small.changes()
+    hosts = make_inventory(tmp_path, small, filled_in(deploy_key), random_vault())
+    run = run_preflight(hosts, small, "-e", f"app_image_tarball={image_tarball}")
+
+    assert run.rc != 0
+    assert run.recap["changed"] == 0
+    memory, edit = problem(run, "budget", "budget_total_mb")
+    assert "budget_total_mb is 8192 MB, but this host has 4096 MB" in memory
+    assert "the cgroup limit in /sys/fs/cgroup/memory" in memory
+    assert edit.startswith(str(tmp_path / "group_vars" / "vps" / "main.yml"))
+    vcpus, _ = problem(run, "budget", "budget_vcpus")
+    assert "budget_vcpus is 2, but this host has 1 vCPU(s)" in vcpus
+    assert_untouched(run, small, before)
+
+    # The same host with a budget for its size passes that check (the plan for 4 GB is its own).
+    smaller = {
+        **filled_in(deploy_key),
+        "budget_total_mb": 4096,
+        "budget_vcpus": 1,
+        "budget_shares": {
+            "postgres": "25%",
+            "redis": 128,
+            "api": 1024,
+            "worker": 640,
+            "proxy": 128,
+            "os_reserve": 384,
+            "headroom": "15%",
+        },
+    }
+    fitted = run_preflight(
+        make_inventory(tmp_path / "fitted", small, smaller, random_vault()),
+        small,
+        "-e",
+        f"app_image_tarball={image_tarball}",
+    )
+    assert fitted.rc == 0, fitted.output[-4000:]
+    assert_untouched(fitted, small, before)
+
+
 def test_a_host_that_is_not_debian_is_refused_in_one_sentence(
-    make_host: Callable[[], Host], tmp_path: Path, deploy_key: str, image_tarball: Path
+    make_host: Callable[..., Host], tmp_path: Path, deploy_key: str, image_tarball: Path
 ) -> None:
     ubuntu = make_host()
     rewrite = f"rm -f /etc/os-release && printf '%s' '{UBUNTU_OS_RELEASE}' > /etc/os-release"

@@ -4,18 +4,24 @@ computed by hand from PGTune's web-profile formulas, PostgreSQL's SHOW units, an
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from ansible.errors import AnsibleFilterError
 from memory_budget import FilterModule, library
+
+ROOT = Path(__file__).resolve().parents[2]
 
 plan_module = library("plan")
 units = library("guc_units")
 BudgetError = plan_module.BudgetError
 make_plan = plan_module.make_plan
 
-# The defaults of group_vars/all/budget.yml (seed 000's 8 GB / 2 vCPU host).
+# Seed 000's 8 GB / 2 vCPU host as fixed amounts, the base of the formula cases below. The shipped
+# defaults (group_vars/all/budget.yml: percents, derived pools) must give the same plan at 8 GB:
+# test_the_shipped_defaults_give_the_seeds_8gb_table.
 DEFAULT: dict[str, Any] = {
     "budget_total_mb": 8192,
     "budget_vcpus": 2,
@@ -32,8 +38,10 @@ DEFAULT: dict[str, Any] = {
     "budget_api_workers": 0,
     "budget_api_worker_mb": 500,
     "budget_api_pool_size": 10,
+    "budget_api_pool_per_vcpu": 10,
     "budget_api_max_overflow": 5,
     "budget_worker_db_connections": 10,
+    "budget_worker_job_db_connections": 4,
     "budget_worker_replicas": 0,
     "budget_worker_concurrency": 0,
     "budget_worker_process_mb": 384,
@@ -126,18 +134,95 @@ def test_8gb_default_reproduces_the_seed_and_pgtune_web_on_the_2gb_share() -> No
     assert (plan["os_reserve_mb"], plan["headroom_mb"], plan["headroom_min_mb"]) == (768, 1280, 819)
 
 
+def shipped() -> dict[str, Any]:
+    """The inputs group_vars/all/budget.yml ships (its own values, not copies), for PostgreSQL 15."""
+    values = yaml.safe_load((ROOT / "group_vars" / "all" / "budget.yml").read_text())
+    return {name: values[name] for name in values["budget_inputs"] if name != "postgres_version"} | {
+        "postgres_version": 15
+    }
+
+
+def test_the_shipped_defaults_give_the_seeds_8gb_table() -> None:
+    """The shares ship as percents and the pools as derived, and at 8 GB / 2 vCPUs they are seed 000's
+    table: postgres 2 GB, redis 256 MB, api 2.5 GB, worker 1 GB, proxy 256 MB, OS 768 MB, 1.25 GB
+    free; 2 API workers with 10 + 5 connections each, 1 worker process with 2 jobs and 10
+    connections, max_connections 50. Only the headroom's floor differs: 15 % instead of 10 %."""
+    plan = make_plan(shipped())
+    seed = make_plan(DEFAULT)
+    assert plan["headroom_min_mb"] == 1228
+    assert {key: value for key, value in plan.items() if key not in ("table", "headroom_min_mb")} == {
+        key: value for key, value in seed.items() if key not in ("table", "headroom_min_mb")
+    }
+    memory = {consumer: plan[consumer]["memory_mb"] for consumer in ("postgres", "redis", "api", "worker")}
+    assert memory == {"postgres": 2048, "redis": 256, "api": 2560, "worker": 1024}
+    assert (plan["proxy"]["memory_mb"], plan["os_reserve_mb"], plan["headroom_mb"]) == (256, 768, 1280)
+    assert plan["postgres"]["max_connections"] == 50
+    assert (plan["api"]["pool_size"], plan["api"]["max_overflow"], plan["worker"]["db_connections"]) == (
+        10,
+        5,
+        10,
+    )
+    table = plan["table"]
+    for row in (
+        "redis         256 (3.125%)  maxmemory 192MB",
+        "api          2560 (31.25%)  2 uvicorn workers x 500 MB, each with a pool of 10 + 5 overflow",
+        "worker        1024 (12.5%)  1 process(es) x 1024 MB, 2 jobs at once each, 10 database connections",
+        "headroom              1280  free (at least 1228 MB = 15%)",
+    ):
+        assert f"\n  {row}" in table
+
+
+def test_a_16gb_4vcpu_host_gives_every_service_more_and_keeps_headroom_near_its_floor() -> None:
+    """Seed 000's next step: the same shipped budget on 16 GB / 4 vCPUs, nothing else changed."""
+    small = make_plan(shipped())
+    big = make_plan(shipped() | {"budget_total_mb": 16384, "budget_vcpus": 4})
+    for consumer in ("postgres", "redis", "api", "worker", "proxy"):
+        assert big[consumer]["memory_mb"] > small[consumer]["memory_mb"], consumer
+    assert big["os_reserve_mb"] > small["os_reserve_mb"]
+    assert big["headroom_min_mb"] <= big["headroom_mb"] <= big["headroom_min_mb"] * 1.10
+    assert (big["headroom_mb"], big["headroom_min_mb"]) == (2560, 2457)
+    # More of every count: API workers (4, seed 000's step), worker processes x jobs, pools, Redis,
+    # PostgreSQL's memory settings and connections.
+    assert (small["api"]["workers"], big["api"]["workers"]) == (2, 4)
+    assert small["worker"]["replicas"] * small["worker"]["concurrency"] == 2
+    assert big["worker"]["replicas"] * big["worker"]["concurrency"] == 4
+    total_pool = [plan["api"]["workers"] * plan["api"]["pool_size"] for plan in (small, big)]
+    assert total_pool == [20, 40]
+    assert big["redis"]["maxmemory_mb"] == 2 * small["redis"]["maxmemory_mb"] == 384
+    assert big["postgres"]["max_connections"] == 4 * 15 + 2 * 10 + 10
+    for setting in ("shared_buffers", "effective_cache_size", "maintenance_work_mem", "work_mem"):
+        sizes = [units.parse_memory(plan["postgres"]["settings"][setting]) for plan in (small, big)]
+        assert sizes[1] > sizes[0], setting
+
+
+def test_the_api_pool_is_split_over_the_workers_and_the_worker_pool_follows_its_jobs() -> None:
+    derived = {"budget_api_pool_size": 0, "budget_worker_db_connections": 0, "budget_api_max_overflow": "50%"}
+    # One API worker on 2 vCPUs holds the whole 20 (+ 50 % overflow).
+    one = make_plan(budget(**derived, budget_api_workers=1))
+    assert (one["api"]["pool_size"], one["api"]["max_overflow"]) == (20, 10)
+    # 3 workers on 2 vCPUs: 20 / 3 rounded up.
+    three = make_plan(budget(**derived, budget_api_workers=3, shares={"api": 1536, "worker": 2048}))
+    assert (three["api"]["pool_size"], three["api"]["max_overflow"]) == (7, 3)
+    # A worker process with 3 jobs: 2 + 3 x 4 connections; with budget_worker_job_db_connections 2: 8.
+    jobs = budget(**derived, budget_worker_concurrency=3, shares={"worker": 1280, "api": 2304})
+    assert make_plan(jobs)["worker"]["db_connections"] == 14
+    assert make_plan(jobs | {"budget_worker_job_db_connections": 2})["worker"]["db_connections"] == 8
+    # A fixed overflow stays fixed.
+    assert make_plan(budget(**derived | {"budget_api_max_overflow": 3}))["api"]["max_overflow"] == 3
+
+
 def test_8gb_table_shows_every_service_and_the_headroom() -> None:
     table = make_plan(DEFAULT)["table"]
     assert table.splitlines()[0] == "Memory plan: 8192 MB host, 2 vCPU, ssd storage, PostgreSQL 15"
     for row in (
-        "postgres    2048 (25%)  shared_buffers 512MB, effective_cache_size 1536MB, wal_buffers 16MB",
-        "redis              256  maxmemory 192MB",
-        "api               2560  2 uvicorn workers x 500 MB",
-        "worker            1024  1 process(es) x 1024 MB, 2 jobs at once each, 10 database connections each",
-        "proxy              256",
-        "os_reserve         768",
-        "headroom          1280  free (at least 819 MB = 10%)",
-        "total             8192",
+        "postgres        2048 (25%)  shared_buffers 512MB, effective_cache_size 1536MB, wal_buffers 16MB",
+        "redis                  256  maxmemory 192MB",
+        "api                   2560  2 uvicorn workers x 500 MB",
+        "worker                1024  1 process(es) x 1024 MB, 2 jobs at once each, 10 database connections",
+        "proxy                  256",
+        "os_reserve             768",
+        "headroom              1280  free (at least 819 MB = 10%)",
+        "total                 8192",
     ):
         assert f"\n  {row}" in table
     assert "max_connections 50 = 2 API workers x (10 pool + 5 overflow) + 1 x 10 worker + 10 reserve" in table
@@ -284,8 +369,8 @@ def test_1gb_host_with_the_default_shares_is_refused_with_the_table() -> None:
     assert message.startswith("memory budget refused:\n- over-committed: the shares add up to 5222 MB")
     assert "more than budget_total_mb = 1024 MB" in message
     assert "Memory plan: 1024 MB host" in message
-    assert "headroom         -4096  OVER-COMMITTED" in message
-    assert "redis              256  maxmemory 192MB" in message
+    assert "headroom             -4096  OVER-COMMITTED" in message
+    assert "redis                  256  maxmemory 192MB" in message
 
 
 def test_postgres_worst_case_above_its_share_is_refused() -> None:
@@ -366,7 +451,11 @@ def test_a_share_below_what_its_consumer_needs_is_refused(consumer: str, mb: int
         (budget(budget_vcpus=True), "budget_vcpus"),
         (budget(budget_vcpus=0), "budget_vcpus"),
         (budget(budget_disk_type="nvme"), "budget_disk_type"),
-        (budget(budget_api_pool_size=0), "budget_api_pool_size"),
+        (budget(budget_api_pool_size=-1), "budget_api_pool_size"),
+        (budget(budget_api_pool_per_vcpu=0), "budget_api_pool_per_vcpu"),
+        (budget(budget_api_max_overflow="150%"), "budget_api_max_overflow"),
+        (budget(budget_api_max_overflow="five"), "budget_api_max_overflow"),
+        (budget(budget_worker_job_db_connections=0), "budget_worker_job_db_connections"),
         (budget(budget_api_max_overflow=-1), "budget_api_max_overflow"),
         (budget(budget_db_connection_reserve=2), "budget_db_connection_reserve"),
         (budget(budget_postgres_autovacuum_max_workers=0), "budget_postgres_autovacuum_max_workers"),

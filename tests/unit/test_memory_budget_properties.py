@@ -43,9 +43,13 @@ def inputs_from(draw: st.DrawFn, total_mb: int, shares: dict[str, int | str], vc
         "budget_shares": shares,
         "budget_api_workers": draw(st.sampled_from([0, 0, 1, 2])),
         "budget_api_worker_mb": draw(st.integers(64, 1024)),
-        "budget_api_pool_size": draw(st.integers(1, 30)),
-        "budget_api_max_overflow": draw(st.integers(0, 20)),
+        "budget_api_pool_size": draw(st.integers(0, 30)),
+        "budget_api_pool_per_vcpu": draw(st.integers(1, 20)),
+        "budget_api_max_overflow": draw(
+            st.one_of(st.integers(0, 20), st.sampled_from(["0%", "50%", "100%"]))
+        ),
         "budget_worker_db_connections": draw(st.integers(0, 50)),
+        "budget_worker_job_db_connections": draw(st.integers(1, 6)),
         "budget_worker_replicas": 0,
         "budget_worker_concurrency": 0,
         "budget_worker_process_mb": draw(st.integers(16, 512)),
@@ -141,9 +145,25 @@ def check_fits(inputs: dict[str, Any], plan: dict[str, Any]) -> None:
     assert kb["work_mem"] >= 64
 
     api = plan["api"]
+    # Each API process's pool: explicit, or its part of the per-vCPU total (rounded up, so the
+    # processes together hold at least that); the overflow a count or a percent of it.
+    pool = inputs["budget_api_pool_size"]
+    if not pool:
+        pool = api["pool_size"]
+        assert api["workers"] * pool >= inputs["budget_api_pool_per_vcpu"] * inputs["budget_vcpus"]
+        assert api["workers"] * (pool - 1) < inputs["budget_api_pool_per_vcpu"] * inputs["budget_vcpus"]
+    overflow = inputs["budget_api_max_overflow"]
+    if isinstance(overflow, str):
+        overflow = pool * int(overflow[:-1]) // 100
+    assert (api["pool_size"], api["max_overflow"]) == (pool, overflow)
+    # Each worker process's pool: explicit, or 2 plus budget_worker_job_db_connections per job.
+    worker_connections = inputs["budget_worker_db_connections"] or (
+        2 + plan["worker"]["concurrency"] * inputs["budget_worker_job_db_connections"]
+    )
+    assert plan["worker"]["db_connections"] == worker_connections
     expected_connections = (
-        api["workers"] * (inputs["budget_api_pool_size"] + inputs["budget_api_max_overflow"])
-        + plan["worker"]["replicas"] * inputs["budget_worker_db_connections"]
+        api["workers"] * (pool + overflow)
+        + plan["worker"]["replicas"] * worker_connections
         + inputs["budget_db_connection_reserve"]
     )
     assert pg["max_connections"] == int(settings_["max_connections"]) == expected_connections
@@ -231,8 +251,10 @@ NONSENSE = {
     "budget_total_mb": st.one_of(st.integers(max_value=0), st.booleans(), st.floats(), st.text(max_size=3)),
     "budget_vcpus": st.one_of(st.integers(max_value=0), st.integers(min_value=1025), st.just("two")),
     "budget_disk_type": st.text(max_size=8).filter(lambda text: text not in ("ssd", "hdd", "network")),
-    "budget_api_pool_size": st.one_of(st.integers(max_value=0), st.none()),
-    "budget_api_max_overflow": st.integers(max_value=-1),
+    "budget_api_pool_size": st.one_of(st.integers(max_value=-1), st.none()),
+    "budget_api_pool_per_vcpu": st.one_of(st.integers(max_value=0), st.just("10/vcpu")),
+    "budget_api_max_overflow": st.one_of(st.integers(max_value=-1), st.just("101%"), st.just("half")),
+    "budget_worker_job_db_connections": st.one_of(st.integers(max_value=0), st.booleans()),
     "budget_db_connection_reserve": st.integers(max_value=4),
     "budget_postgres_autovacuum_max_workers": st.one_of(st.integers(max_value=0), st.integers(min_value=65)),
     "budget_api_worker_threads": st.one_of(st.integers(max_value=0), st.booleans()),

@@ -105,3 +105,23 @@ def test_the_apps_containers_take_the_budgets_limits(host) -> None:
         expected["app_migrate_pids_limit"],
         expected["app_migrate_cpu_shares"],
     )
+
+
+def test_each_process_opens_at_most_the_connections_the_budget_counts(host) -> None:
+    """max_connections counts each API process's pool plus overflow and each worker process's pool
+    (group_vars/all/budget.yml): the worker runs with exactly its own pool and no overflow, the API with
+    the budget's pool and overflow, as the containers' environment shows."""
+    plan = resolve(host, "budget_plan")
+    assert isinstance(plan, dict)
+
+    def environment(container: str) -> dict[str, str]:
+        pairs = [item.split("=", 1) for item in _inspect(host, container)["Config"]["Env"]]
+        return dict(pairs)
+
+    worker = environment(WORKER)
+    assert (worker["DB_POOL_SIZE"], worker["DB_MAX_OVERFLOW"]) == (str(plan["worker"]["db_connections"]), "0")
+    api = environment(_api(host))
+    assert (api["DB_POOL_SIZE"], api["DB_MAX_OVERFLOW"]) == (
+        str(plan["api"]["pool_size"]),
+        str(plan["api"]["max_overflow"]),
+    )
