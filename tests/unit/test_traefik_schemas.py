@@ -9,6 +9,7 @@ directory against the dynamic one (tests/traefik/schemas/, SchemaStore's, Apache
 
 from __future__ import annotations
 
+import atexit
 import copy
 import functools
 import json
@@ -16,6 +17,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -94,6 +96,22 @@ def problems(document: object, validator: jsonschema.protocols.Validator) -> lis
 Rendered = dict[str, dict[str, str]]
 
 
+@functools.cache
+def _image_tarball() -> Path:
+    """What the app role's validation looks for on the controller: a tarball and its manifest beside
+    it (`make package` writes the real ones into dist/; rendering needs only their names), so the
+    render runs on a fresh clone before anything is packaged."""
+    directory = Path(tempfile.mkdtemp(prefix="toolkit-render-dist-"))
+    atexit.register(shutil.rmtree, directory, ignore_errors=True)
+    tarball = directory / "invoice-service-0.0.0-render.tar.gz"
+    tarball.write_bytes(b"")
+    manifest = {"version": "0.0.0-render", "image": "invoice-service:0.0.0-render", "image_id": "sha256:0"}
+    (directory / "invoice-service-0.0.0-render.json").write_text(
+        json.dumps({**manifest, "tarball": tarball.name})
+    )
+    return tarball
+
+
 def _render(inventory: str, values: dict[str, object]) -> subprocess.Popen[str]:
     """Start render.yml for an inventory, with the json callback."""
     env = {
@@ -109,6 +127,7 @@ def _render(inventory: str, values: dict[str, object]) -> subprocess.Popen[str]:
         "ansible_python_interpreter": "{{ ansible_playbook_python }}",
         "traefik_bind_addresses": ["192.0.2.10"],
         "app_publish_address": "192.0.2.10",
+        "app_image_tarball": str(_image_tarball()),
     }
     command = [PLAYBOOK, "-i", str(ROOT / "inventories" / inventory / "hosts.yml"), str(RENDER)]
     command += ["--extra-vars", json.dumps({**local, **values})]
