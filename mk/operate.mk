@@ -76,6 +76,10 @@ audit: setup ## The host's audit log: deploys, rollbacks, pins, stops, one-off c
 rotate-secrets: setup ## After changing secrets in the vault: PostgreSQL, Redis, the health check and the app's env in one play, the app restarted
 	ansible-playbook -i $(INVENTORY) $(LIMIT_ARGS) playbooks/rotate-secrets.yml $(ANSIBLE_ARGS)
 
+.PHONY: postgres-restart
+postgres-restart: setup ## Apply a deferred PostgreSQL restart (postgres_restart_policy: defer): announced, only when one is pending
+	ansible-playbook -i $(INVENTORY) $(LIMIT_ARGS) playbooks/postgres-restart.yml $(ANSIBLE_ARGS)
+
 .PHONY: bench-swap
 bench-swap: setup package ## Release swaps under a /health/ready probe every 100 ms: longest gap and failed probes per swap (SWAP_ROUNDS=4; the sandbox)
 	$(BIN)/python scripts/bench_swap.py --inventory $(INVENTORY) --rounds $(SWAP_ROUNDS) $(if $(SWAP_URL),--url $(SWAP_URL))

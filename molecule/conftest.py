@@ -164,6 +164,8 @@ def make_runner(host: object) -> Callable[..., PlaybookRun]:
     def run(target: str, timeout: float | None = None, **variables: str) -> PlaybookRun:
         command = ["make", "--no-print-directory", "-C", str(PROJECT), target]
         command += [f"INVENTORY={os.environ['MOLECULE_INVENTORY_FILE']}", f"HOST={name}"]
+        # The Makefile exports ANSIBLE_FORCE_COLOR=1; only a command-line variable overrides it.
+        command += ["ANSIBLE_FORCE_COLOR=0"]
         command += [f"{key}={value}" for key, value in variables.items()]
         env = {**os.environ, "ANSIBLE_FORCE_COLOR": "0", "ANSIBLE_NOCOLOR": "1"}
         env["TOOLKIT_OPERATOR"] = OPERATOR

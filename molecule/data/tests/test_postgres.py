@@ -6,6 +6,7 @@ used (the memory budget's plan), not copied from the rendered file.
 
 from __future__ import annotations
 
+import re
 import subprocess
 
 import pytest
@@ -32,6 +33,20 @@ def _postmaster_pid(host) -> str:
 
 def _conf_checksum(host) -> str:
     return host.check_output(f"md5sum /etc/postgresql/{_major(host)}/main/conf.d/toolkit.conf")
+
+
+def _memory_limit(host) -> int:
+    """The memory limit of the running cluster's cgroup in bytes (cgroup v2, or v1 as on this bench)."""
+    unit = f"postgresql@{_major(host)}-main"
+    cgroup = host.check_output(f"systemctl show -p ControlGroup --value {unit}")
+    v2, v1 = f"/sys/fs/cgroup{cgroup}/memory.max", f"/sys/fs/cgroup/memory{cgroup}/memory.limit_in_bytes"
+    return int(host.check_output(f"cat {v2} 2>/dev/null || cat {v1}"))
+
+
+def _said(run) -> str:
+    """The run's output without colours, every run of whitespace made one space: the callback folds
+    long messages (and colours each line of them when colour is forced, as the Makefile does)."""
+    return " ".join(re.sub(r"\x1b\[[0-9;]*m", "", run.output).split())
 
 
 def _plan(host) -> dict:
@@ -220,10 +235,97 @@ def test_a_reloadable_setting_applies_without_a_restart_and_a_restart_setting_re
         assert run.rc == 0, run.output[-3000:]
         assert _psql(host, "SHOW shared_buffers") == "160MB"
         assert _postmaster_pid(host) != before, "the server kept the old shared_buffers"
+        # Announced before it happened (postgres_restart_policy: now, the default).
+        said = _said(run)
+        announced = f"needs a RESTART to apply: shared_buffers ({plan['shared_buffers']} now, 160MB after"
+        assert announced in said, run.output[-3000:]
+        assert "every open connection is dropped" in said, run.output[-3000:]
+        assert "Restarting it now: postgres_restart_policy is now." in said, run.output[-3000:]
     finally:
         assert run_playbook("apply.yml").rc == 0
     assert _psql(host, "SHOW work_mem") == plan["work_mem"]
     assert _psql(host, "SHOW shared_buffers") == plan["shared_buffers"]
+
+
+RESTART_RECORD = "/var/lib/toolkit/postgres-restart-pending"
+
+
+def test_a_deferred_restart_waits_for_make_postgres_restart(host, run_playbook, run_make) -> None:
+    """postgres_restart_policy: defer. A start-only setting and a new MemoryMax are announced, the
+    server keeps running with its old values and the host records them; the next run finds the same
+    and changes nothing. make postgres-restart then restarts once, the new values apply and the record
+    goes; a second make postgres-restart has nothing to do. The role with the default policy (now)
+    puts the plan back, announced and restarted."""
+    plan = _plan(host)
+    connections = _psql(host, "SHOW max_connections")
+    more_connections = str(int(connections) + 5)
+    memory_mb, more_memory_mb = int(plan["memory_mb"]), int(plan["memory_mb"]) + 64
+    assert _memory_limit(host) == memory_mb * 1024 * 1024
+    deferred = {
+        "postgres_restart_policy": "defer",
+        "postgres_settings": {**plan["settings"], "max_connections": more_connections},
+        "postgres_memory_max_mb": more_memory_mb,
+    }
+    pending = (
+        f"needs a RESTART to apply: max_connections ({connections} now, {more_connections} after the"
+        f" restart), MemoryMax ({memory_mb}M now, {more_memory_mb}M after the restart)."
+    )
+    before = _postmaster_pid(host)
+    try:
+        run = run_playbook("apply.yml", deferred)
+        assert run.rc == 0, run.output[-3000:]
+        said = _said(run)
+        assert pending in said, run.output[-3000:]
+        assert "NOT restarting it: postgres_restart_policy is defer" in said, run.output[-3000:]
+        assert f"WARNING: PostgreSQL {_major(host)} on" in said, run.output[-3000:]
+        assert "was NOT restarted and keeps running with" in said, run.output[-3000:]
+        assert "make postgres-restart ENV=" in said, run.output[-3000:]
+        assert _postmaster_pid(host) == before, "the server restarted although the restart was deferred"
+        assert _psql(host, "SHOW max_connections") == connections
+        assert _memory_limit(host) == memory_mb * 1024 * 1024, "the running cluster got the new MemoryMax"
+        record = host.file(RESTART_RECORD)
+        assert (record.exists, record.user, record.group, record.mode) == (True, "root", "root", 0o600)
+        assert f"max_connections: {connections} -> {more_connections}" in record.content_string
+        assert f"MemoryMax: {memory_mb}M -> {more_memory_mb}M" in record.content_string
+        recorded = host.check_output(f"md5sum {RESTART_RECORD}")
+
+        # The next run finds the same changes waiting (the drop-in is already written) and changes nothing.
+        run = run_playbook("apply.yml", deferred)
+        assert run.rc == 0, run.output[-3000:]
+        assert run.recap.get("changed") == 0, run.output[-3000:]
+        assert pending in _said(run), run.output[-3000:]
+        assert host.check_output(f"md5sum {RESTART_RECORD}") == recorded
+        assert _postmaster_pid(host) == before
+
+        run = run_make("postgres-restart")
+        assert run.rc == 0, run.output[-3000:]
+        said = _said(run)
+        assert pending in said, run.output[-3000:]
+        assert "Restarting it now: make postgres-restart applies what was" in said, run.output[-3000:]
+        assert (
+            f"restarted and accepts connections again; it now runs with max_connections {more_connections},"
+            f" MemoryMax {more_memory_mb}M." in said
+        ), run.output[-3000:]
+        restarted = _postmaster_pid(host)
+        assert restarted != before, "make postgres-restart did not restart the server"
+        assert _psql(host, "SHOW max_connections") == more_connections
+        assert _memory_limit(host) == more_memory_mb * 1024 * 1024
+        assert not host.file(RESTART_RECORD).exists
+
+        run = run_make("postgres-restart")
+        assert run.rc == 0, run.output[-3000:]
+        assert run.recap.get("changed") == 0, run.output[-3000:]
+        assert "Nothing waits for a restart of PostgreSQL" in _said(run), run.output[-3000:]
+        assert _postmaster_pid(host) == restarted
+    finally:
+        restore = run_playbook("apply.yml")
+        assert restore.rc == 0, restore.output[-3000:]
+    said = _said(restore)
+    assert "needs a RESTART to apply: max_connections" in said, restore.output[-3000:]
+    assert "Restarting it now: postgres_restart_policy is now." in said, restore.output[-3000:]
+    assert _psql(host, "SHOW max_connections") == connections
+    assert _memory_limit(host) == memory_mb * 1024 * 1024
+    assert not host.file(RESTART_RECORD).exists
 
 
 def test_bad_setting_is_refused_by_postgres_and_the_server_keeps_running(host, run_playbook) -> None:
@@ -258,6 +360,7 @@ def test_overcommitted_budget_fails_before_any_change(host, run_playbook) -> Non
         ({"postgres_app_networks": ["172.30.0.0"]}, "postgres_app_networks CIDR networks"),
         ({"postgres_settings": {"Shared Buffers": "1GB"}}, "postgres_settings must map"),
         ({"postgres_memory_max_mb": "plenty"}, "postgres_memory_max_mb"),
+        ({"postgres_restart_policy": "later"}, "postgres_restart_policy"),
     ],
 )
 def test_bad_variable_fails_before_any_change(
