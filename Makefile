@@ -69,7 +69,7 @@ export MOLECULE_JOBS
 .PHONY: molecule
 # The production scenario deploys the packaged image: build it first (a no-op when nothing changed;
 # scripts/run-molecule.sh does the same before that scenario).
-molecule: setup images apt-cache $(if $(filter production,$(SCENARIO)),package) ## Every Molecule scenario (MOLECULE_JOBS at a time), or one: make molecule SCENARIO=base
+molecule: setup images apt-cache $(if $(filter production split,$(SCENARIO)),package) ## Every Molecule scenario (MOLECULE_JOBS at a time), or one: make molecule SCENARIO=base
 	@if [ -n "$(SCENARIO)" ]; then molecule test -s $(SCENARIO); else scripts/run-molecule.sh; fi
 
 # Parts of `make test` in the order they run; mk/*.mk files add theirs (TEST_PARTS += ...).

@@ -5,6 +5,8 @@
 max_connections from the application's pools, Redis's maxmemory, the uvicorn worker count, every
 service's memory ceiling, the containers' PIDs limits and CPU shares and a capacity table; an
 over-committed or nonsense budget fails with a message that names the problem and shows the table.
+A host that runs only the db or the app part (``budget_parts``) gets the plan of what it runs, the
+rest None, and its app processes' connections to PostgreSQL (``db_connections``).
 ``{{ budget_total_mb | budget_host_problems(budget_vcpus, tolerance, files) }}`` (playbooks/preflight.yml)
 lists why the budget is bigger than the host the files (its meminfo and cgroup limits) describe.
 The logic is the package ``plugin_utils/memory_plan`` (see its modules' docstrings for the formulas

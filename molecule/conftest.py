@@ -8,6 +8,7 @@ import re
 import shlex
 import subprocess
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -345,6 +346,68 @@ def http_on_host(
     assert done.returncode == 0, done.stderr.decode(errors="replace")
     answer = json.loads(done.stdout)
     return answer["status"], answer["headers"], answer["body"]
+
+
+# --- A user of the API on a deployed host (the production and split scenarios) -------------------
+
+# The API container's loopback port on the host (app_local_port), which monitoring's api check uses.
+API_URL = "http://127.0.0.1:8000"
+
+
+def api_call(
+    container: str, method: str, url: str, body: bytes = b"", headers: dict[str, str] | None = None
+) -> tuple[int, dict]:
+    """One request; a 429 (the API's rate limit) is waited out as its Retry-After says, then retried."""
+    for _ in range(5):
+        status, answer_headers, answer = http_on_host(container, method, url, body, headers)
+        if status != 429:
+            return status, json.loads(answer or "{}")
+        time.sleep(min(int(answer_headers.get("Retry-After", "5")), 65))
+    pytest.fail(f"{method} {url}: still rate-limited after 5 waits")
+
+
+class Client:
+    """A user of the API, on the host, through the API container's loopback port."""
+
+    def __init__(self, container: str, base: str = API_URL) -> None:
+        self.container = container
+        self.base = base
+        self.email = email = f"stack-{uuid.uuid4().hex[:8]}@example.org"
+        password = uuid.uuid4().hex
+        credentials = json.dumps({"email": email, "password": password}).encode()
+        json_header = {"Content-Type": "application/json"}
+        status, body = api_call(container, "POST", f"{base}/auth/register", credentials, json_header)
+        assert status == 202, body
+        status, body = api_call(container, "POST", f"{base}/auth/login", credentials, json_header)
+        assert status == 200, body
+        self.auth = {"Authorization": f"Bearer {body['access_token']}"}
+
+    def get(self, path: str) -> dict:
+        status, body = api_call(self.container, "GET", f"{self.base}{path}", headers=self.auth)
+        assert status == 200, (path, status, body)
+        return body
+
+    def upload(self, *photos: bytes) -> str:
+        boundary = uuid.uuid4().hex
+        part = (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="files"; filename="receipt.png"\r\n'
+            "Content-Type: image/png\r\n\r\n"
+        ).encode()
+        body = b"".join(part + photo + b"\r\n" for photo in photos) + f"--{boundary}--\r\n".encode()
+        headers = {**self.auth, "Content-Type": f"multipart/form-data; boundary={boundary}"}
+        status, answer = api_call(self.container, "POST", f"{self.base}/invoices/upload", body, headers)
+        assert status == 202, answer
+        return answer["invoice_id"]
+
+    def wait_until_settled(self, invoice_id: str, seconds: int = 240) -> dict:
+        deadline = time.monotonic() + seconds
+        detail: dict = {}
+        while time.monotonic() < deadline:
+            detail = self.get(f"/invoices/{invoice_id}")
+            if detail["status"] in ("extracted", "failed"):
+                return detail
+            time.sleep(3)
+        pytest.fail(f"invoice {invoice_id} still {detail.get('status')} after {seconds} s: {detail}")
 
 
 def ssh_login(

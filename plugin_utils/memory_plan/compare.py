@@ -57,26 +57,34 @@ def at_size(inputs: Mapping[str, object], size: Size) -> dict[str, object]:
 
 
 def _rows(derived: Derived) -> list[tuple[str, str]]:
+    """One column; what the host does not run (``budget_parts``) is ``-``."""
     budget, shares = derived.budget, derived.budget.shares
     worker, pool = derived.worker, derived.pool
     settings = derived.pg.settings() if derived.pg else {}
+
+    def mb(consumer: str) -> str:
+        return str(shares[consumer].mb) if budget.runs(consumer) else "-"
+
+    def app(value: str) -> str:
+        return value if budget.runs("api") else "-"
+
     return [
         ("vCPUs", str(budget.vcpus)),
-        ("postgres MB", str(shares["postgres"].mb)),
+        ("postgres MB", mb("postgres")),
         ("  shared_buffers", settings.get("shared_buffers", "-")),
         ("  effective_cache_size", settings.get("effective_cache_size", "-")),
         ("  work_mem", settings.get("work_mem", "-")),
-        ("  max_connections", str(derived.connections)),
+        ("  max_connections", str(derived.connections) if budget.runs("postgres") else "-"),
         ("  parallel workers", settings.get("max_parallel_workers", "-")),
-        ("redis MB", str(shares["redis"].mb)),
-        ("  maxmemory", f"{derived.redis_maxmemory_mb}MB"),
-        ("api MB", str(shares["api"].mb)),
-        ("  uvicorn workers", str(derived.workers)),
-        ("  pool + overflow each", f"{pool.size} + {pool.overflow}"),
-        ("worker MB", str(shares["worker"].mb)),
-        ("  processes x jobs", f"{worker.replicas} x {worker.concurrency}"),
-        ("  connections each", str(worker.db_connections)),
-        ("proxy MB", str(shares["proxy"].mb)),
+        ("redis MB", mb("redis")),
+        ("  maxmemory", app(f"{derived.redis_maxmemory_mb}MB")),
+        ("api MB", mb("api")),
+        ("  uvicorn workers", app(str(derived.workers))),
+        ("  pool + overflow each", app(f"{pool.size} + {pool.overflow}")),
+        ("worker MB", mb("worker")),
+        ("  processes x jobs", app(f"{worker.replicas} x {worker.concurrency}")),
+        ("  connections each", app(str(worker.db_connections))),
+        ("proxy MB", mb("proxy")),
         ("os_reserve MB", str(shares["os_reserve"].mb)),
         ("headroom MB", str(derived.headroom_mb)),
         ("  floor MB", str(shares["headroom"].mb)),
@@ -88,8 +96,9 @@ def compare(inputs: Mapping[str, object], sizes: Sequence[Size]) -> tuple[str, d
     """The side-by-side table and, per refused size's label, its reasons."""
     columns = [(size, derive(at_size(inputs, size))) for size in sizes]
     first = columns[0][1].budget
+    version = f"PostgreSQL {first.postgres_version}, " if first.runs("postgres") else ""
     lines = [
-        f"Memory plans side by side: PostgreSQL {first.postgres_version}, {first.disk_type} storage, "
+        f"Memory plans side by side: {version}{first.disk_type} storage, "
         "the same shares and settings at each size",
         f"{'':<{_LABEL}}" + "".join(f"{size.label:>{_COLUMN}}" for size, _ in columns),
     ]

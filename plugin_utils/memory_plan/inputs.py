@@ -4,6 +4,13 @@ The inputs are one dict whose keys are the Ansible variables' names (group_vars/
 a message names exactly what to fix. Integers may arrive as digit strings (``-e budget_total_mb=16384``
 on the command line); booleans and fractions are refused. A share is MB or a percent of the host
 (``"12.5%"``); the API's overflow is connections or a percent of its pool (``"50%"``).
+
+A host runs one or both parts (``budget_parts``): ``db`` (PostgreSQL) and ``app`` (Redis, the API, the
+worker, the proxy); one host running both is the default. Its budget counts only the consumers of its
+parts: the shares of the others may be listed (the shipped defaults list them all, so a per-host file
+only changes what it needs) and count 0 MB. A db host's max_connections also holds the connections
+the app hosts open to it (``budget_remote_db_connections``). Both inputs are optional: a dict without
+them is a host running both parts with no other host connecting.
 """
 
 from __future__ import annotations
@@ -17,6 +24,9 @@ from fractions import Fraction
 from .pgtune import DISK_TYPES, VERSIONS
 
 CONSUMERS = ("postgres", "redis", "api", "worker", "proxy", "os_reserve", "headroom")
+# What each part of the application runs; os_reserve and headroom are on every host.
+PARTS = {"db": ("postgres",), "app": ("redis", "api", "worker", "proxy")}
+EVERY_HOST = ("os_reserve", "headroom")
 # superuser_reserved_connections (3) is carved out of max_connections; PostgreSQL refuses to start
 # unless max_connections exceeds it, and an admin session plus a pg_dump need two more.
 MIN_CONNECTION_RESERVE = 5
@@ -47,7 +57,9 @@ INT_INPUTS = {
     "budget_worker_cpu_shares": (CPU_SHARES_MIN, CPU_SHARES_MAX),
     "postgres_version": (VERSIONS.start, VERSIONS.stop - 1),
 }
-INPUTS = (*INT_INPUTS, "budget_api_max_overflow", "budget_disk_type", "budget_shares")
+# Inputs that may be left out, with the value they then have: one host running everything.
+OPTIONAL_INPUTS: dict[str, object] = {"budget_parts": list(PARTS), "budget_remote_db_connections": 0}
+INPUTS = (*INT_INPUTS, "budget_api_max_overflow", "budget_disk_type", "budget_shares", *OPTIONAL_INPUTS)
 
 _PERCENT = re.compile(r"^(\d{1,3}(?:\.\d{1,3})?)%$")
 _INTEGER = re.compile(r"^\d+$")
@@ -94,6 +106,17 @@ class Budget:
     api_cpu_shares: int
     worker_cpu_shares: int
     postgres_version: int
+    parts: tuple[str, ...] = tuple(PARTS)  # in PARTS's order
+    remote_db_connections: int = 0
+
+    def runs(self, consumer: str) -> bool:
+        """Whether this host runs ``consumer`` (os_reserve and headroom: always)."""
+        return consumer in consumers_of(self.parts)
+
+
+def consumers_of(parts: tuple[str, ...]) -> tuple[str, ...]:
+    """The consumers a host running ``parts`` has, in CONSUMERS's order."""
+    return tuple(c for c in CONSUMERS if c in EVERY_HOST or any(c in PARTS[part] for part in parts))
 
 
 def _integer(name: str, value: object, low: int, high: int) -> int:
@@ -127,7 +150,22 @@ def _share(consumer: str, value: object, total_mb: int) -> Share:
         ) from None
 
 
-def _shares(value: object, total_mb: int) -> dict[str, Share]:
+def _parts(value: object) -> tuple[str, ...]:
+    """The parts as a tuple in PARTS's order; a list that is empty, repeats or names an unknown part
+    is refused (a string too: ``"db"`` is not ``[db]``)."""
+    name = "budget_parts"
+    if not isinstance(value, list | tuple) or not value:
+        raise BudgetError(f"{name} must be a non-empty list of {', '.join(PARTS)}, got {value!r}")
+    unknown = [part for part in value if not isinstance(part, str) or part not in PARTS]
+    if unknown:
+        raise BudgetError(f"{name} has unknown part(s) {unknown!r}; known: {', '.join(PARTS)}")
+    if len(set(value)) != len(value):
+        raise BudgetError(f"{name} names a part more than once: {value!r}")
+    return tuple(part for part in PARTS if part in value)
+
+
+def _shares(value: object, total_mb: int, parts: tuple[str, ...]) -> dict[str, Share]:
+    """Every consumer's share; those of consumers the host does not run are checked but count 0 MB."""
     if not isinstance(value, Mapping):
         raise BudgetError(f"budget_shares must be a dict of {', '.join(CONSUMERS)}, got {value!r}")
     unknown = sorted(str(key) for key in value if key not in CONSUMERS)
@@ -135,12 +173,17 @@ def _shares(value: object, total_mb: int) -> dict[str, Share]:
         raise BudgetError(
             f"budget_shares has unknown consumer(s) {', '.join(unknown)}; known: {', '.join(CONSUMERS)}"
         )
-    missing = [consumer for consumer in CONSUMERS if consumer not in value]
+    run = consumers_of(parts)
+    missing = [consumer for consumer in run if consumer not in value]
     if missing:
         raise BudgetError(
-            f"budget_shares lacks {', '.join(missing)}: each of {', '.join(CONSUMERS)} needs a share"
+            f"budget_shares lacks {', '.join(missing)}: each of {', '.join(run)} needs a share"
+            + ("" if len(parts) == len(PARTS) else f" on a host running {', '.join(parts)}")
         )
-    return {consumer: _share(consumer, value[consumer], total_mb) for consumer in CONSUMERS}
+    given = {
+        consumer: _share(consumer, value[consumer], total_mb) for consumer in CONSUMERS if consumer in value
+    }
+    return {consumer: given[consumer] if consumer in run else Share(0) for consumer in CONSUMERS}
 
 
 def _overflow(value: object) -> int | Fraction:
@@ -164,18 +207,27 @@ def read_budget(inputs: object) -> Budget:
         raise BudgetError(
             f"memory_plan got unknown input(s) {', '.join(unknown)}; known: {', '.join(INPUTS)}"
         )
-    missing = [key for key in INPUTS if key not in inputs]
+    missing = [key for key in INPUTS if key not in inputs and key not in OPTIONAL_INPUTS]
     if missing:
         raise BudgetError(f"memory_plan lacks input(s) {', '.join(missing)}")
+    inputs = {**OPTIONAL_INPUTS, **inputs}
     ints = {key: _integer(key, inputs[key], low, high) for key, (low, high) in INT_INPUTS.items()}
     disk_type = inputs["budget_disk_type"]
     if not isinstance(disk_type, str) or disk_type not in DISK_TYPES:
         raise BudgetError(f"budget_disk_type must be one of {', '.join(DISK_TYPES)}, got {disk_type!r}")
+    parts = _parts(inputs["budget_parts"])
+    # At most PostgreSQL's own limit on max_connections.
+    remote = _integer("budget_remote_db_connections", inputs["budget_remote_db_connections"], 0, 262143)
+    if remote and "db" not in parts:
+        raise BudgetError(
+            f"budget_remote_db_connections is {remote}, but this host runs no PostgreSQL (budget_parts: "
+            f"{', '.join(parts)}): set it on the db host, or to 0 here"
+        )
     return Budget(
         total_mb=ints["budget_total_mb"],
         vcpus=ints["budget_vcpus"],
         disk_type=str(disk_type),
-        shares=_shares(inputs["budget_shares"], ints["budget_total_mb"]),
+        shares=_shares(inputs["budget_shares"], ints["budget_total_mb"], parts),
         api_workers=ints["budget_api_workers"],
         api_worker_mb=ints["budget_api_worker_mb"],
         api_pool_size=ints["budget_api_pool_size"],
@@ -194,4 +246,6 @@ def read_budget(inputs: object) -> Budget:
         api_cpu_shares=ints["budget_api_cpu_shares"],
         worker_cpu_shares=ints["budget_worker_cpu_shares"],
         postgres_version=ints["postgres_version"],
+        parts=parts,
+        remote_db_connections=remote,
     )

@@ -38,6 +38,12 @@ proportionally bigger share and the headroom stays the same fraction: the counts
 (workers, replicas, jobs, pools, max_connections, PostgreSQL's settings) grow with it.
 
 Containers' PIDs limits and CPU shares (api, each worker replica, migrate, proxy): ``memory_plan.limits``.
+
+Two hosts (``budget_parts``, ``memory_plan.inputs``): each has its own budget and plans only what it
+runs. A db host has no application processes, so its max_connections is the connections the app hosts
+open to it (``budget_remote_db_connections``: the sum of their plans' ``db_connections``) plus the
+reserve; an app host has no PostgreSQL to tune, and its plan says how many connections its processes
+open to the db host (``db_connections``). A consumer the host does not run is None in the plan.
 """
 
 from __future__ import annotations
@@ -57,10 +63,15 @@ MIN_SHARE_MB = {"postgres": 256, "redis": 32, "worker": 64, "proxy": 32, "os_res
 POSTGRES_MAX_CONNECTIONS = 262143
 # Connections a worker process holds beside its jobs': its claim loop and the sweep of exhausted jobs.
 WORKER_LOOP_CONNECTIONS = 2
+# The plan's keys for what the app part runs (None on a host without it).
+APP_KEYS = ("redis", "api", "worker", "migrate", "proxy")
 
 
 def api_workers(budget: Budget) -> int:
-    """Uvicorn workers: the explicit count, or one per vCPU as far as the API's share holds them."""
+    """Uvicorn workers: the explicit count, or one per vCPU as far as the API's share holds them;
+    none on a host without the app."""
+    if not budget.runs("api"):
+        return 0
     if budget.api_workers:
         return budget.api_workers
     return min(budget.vcpus, budget.shares["api"].mb // budget.api_worker_mb)
@@ -80,7 +91,9 @@ class ApiPool:
 
 def api_pool(budget: Budget, workers: int) -> ApiPool:
     """Each API process's pool: the explicit size, or its part of budget_api_pool_per_vcpu per vCPU;
-    the overflow a count or a percent of the pool."""
+    the overflow a count or a percent of the pool; none on a host without the app."""
+    if not budget.runs("api"):
+        return ApiPool(0, 0)
     size = budget.api_pool_size or math.ceil(budget.api_pool_per_vcpu * budget.vcpus / max(workers, 1))
     overflow = budget.api_max_overflow
     if isinstance(overflow, Fraction):
@@ -100,7 +113,10 @@ class WorkerPlan:
 
 
 def worker_plan(budget: Budget) -> WorkerPlan:
-    """Replicas, concurrency and connections from the worker's share (see the module's docstring)."""
+    """Replicas, concurrency and connections from the worker's share (see the module's docstring);
+    none on a host without the app."""
+    if not budget.runs("worker"):
+        return WorkerPlan(0, 0, 0, 0)
     share = budget.shares["worker"].mb
     smallest = budget.worker_process_mb + budget.worker_job_mb
     replicas = budget.worker_replicas or max(1, min(budget.vcpus // 2, share // smallest))
@@ -113,9 +129,18 @@ def worker_plan(budget: Budget) -> WorkerPlan:
     return WorkerPlan(replicas, replica_mb, concurrency, connections)
 
 
-def max_connections(budget: Budget, workers: int, pool: ApiPool, worker: WorkerPlan) -> int:
-    """Every API process's pool at its peak, each worker replica's pool and the admin/backup reserve."""
-    return workers * pool.peak + worker.replicas * worker.db_connections + budget.db_connection_reserve
+def db_connections(workers: int, pool: ApiPool, worker: WorkerPlan) -> int:
+    """The connections this host's processes open to PostgreSQL at their peak: every API process's
+    pool at its peak and each worker replica's pool (0 without the app)."""
+    return workers * pool.peak + worker.replicas * worker.db_connections
+
+
+def max_connections(budget: Budget, local: int) -> int:
+    """This host's ``local`` connections, the app hosts' and the admin/backup reserve; 0 without
+    PostgreSQL."""
+    if not budget.runs("postgres"):
+        return 0
+    return local + budget.remote_db_connections + budget.db_connection_reserve
 
 
 @dataclass(frozen=True)
@@ -126,7 +151,8 @@ class Derived:
     workers: int
     pool: ApiPool
     worker: WorkerPlan
-    connections: int
+    db_connections: int  # what this host's processes open to PostgreSQL
+    connections: int  # this host's max_connections (0 without PostgreSQL)
     pg: PgTune | None
     worst_case_kb: int | None
     redis_maxmemory_mb: int
@@ -136,15 +162,9 @@ class Derived:
     table: str
 
 
-def _problems(
-    budget: Budget, workers: int, worker: WorkerPlan, connections: int, worst_case_kb: int | None
-) -> list[str]:
+def _app_problems(budget: Budget, workers: int, worker: WorkerPlan) -> list[str]:
     shares = budget.shares
-    problems = [
-        f"budget_shares.{consumer} is {shares[consumer].mb} MB, below the {least} MB {consumer} needs"
-        for consumer, least in MIN_SHARE_MB.items()
-        if shares[consumer].mb < least
-    ]
+    problems = []
     jobs_mb = worker.concurrency * budget.worker_job_mb
     if worker.replica_mb < budget.worker_process_mb + jobs_mb:
         problems.append(
@@ -157,6 +177,21 @@ def _problems(
             f"budget_shares.api is {shares['api'].mb} MB, too small for {max(workers, 1)} API worker(s) "
             f"of budget_api_worker_mb = {budget.api_worker_mb} MB"
         )
+    return problems
+
+
+def _problems(
+    budget: Budget, workers: int, worker: WorkerPlan, connections: int, worst_case_kb: int | None
+) -> list[str]:
+    """Why the budget does not fit; a consumer the host does not run (share 0 MB) is never a reason."""
+    shares = budget.shares
+    problems = [
+        f"budget_shares.{consumer} is {shares[consumer].mb} MB, below the {least} MB {consumer} needs"
+        for consumer, least in MIN_SHARE_MB.items()
+        if budget.runs(consumer) and shares[consumer].mb < least
+    ]
+    if "app" in budget.parts:
+        problems += _app_problems(budget, workers, worker)
     committed = sum(share.mb for share in shares.values())
     if committed > budget.total_mb:
         problems.append(
@@ -170,11 +205,39 @@ def _problems(
     if worst_case_kb is not None and worst_case_kb > shares["postgres"].mb * 1024:
         problems.append(
             f"PostgreSQL's worst case of {worst_case_kb // 1024} MB exceeds budget_shares.postgres = "
-            f"{shares['postgres'].mb} MB: lower the pools (budget_api_pool_size, budget_api_pool_per_vcpu, "
-            "budget_api_max_overflow, budget_worker_db_connections, budget_worker_job_db_connections, "
-            "budget_db_connection_reserve) or budget_postgres_autovacuum_max_workers, or raise the share"
+            f"{shares['postgres'].mb} MB: lower the pools ({', '.join(_pool_inputs(budget))}) or "
+            "budget_postgres_autovacuum_max_workers, or raise the share"
         )
     return problems
+
+
+def _pool_inputs(budget: Budget) -> list[str]:
+    """The inputs that set this host's max_connections."""
+    names = []
+    if "app" in budget.parts:
+        names += [
+            "budget_api_pool_size",
+            "budget_api_pool_per_vcpu",
+            "budget_api_max_overflow",
+            "budget_worker_db_connections",
+            "budget_worker_job_db_connections",
+        ]
+    names.append("budget_db_connection_reserve")
+    if budget.remote_db_connections or "app" not in budget.parts:
+        names.append("budget_remote_db_connections: the app hosts' pools")
+    return names
+
+
+def _limits(budget: Budget, workers: int, worker: WorkerPlan) -> dict[str, Limits]:
+    """The app's containers' limits; none on a host without the app."""
+    if "app" not in budget.parts:
+        return {}
+    return {
+        "api": api_limits(budget, workers),
+        "worker": worker_limits(budget, worker.replicas, worker.concurrency),
+        "migrate": migrate_limits(budget),
+        "proxy": proxy_limits(budget),
+    }
 
 
 def derive(inputs: object) -> Derived:
@@ -185,9 +248,10 @@ def derive(inputs: object) -> Derived:
     workers = api_workers(budget)
     pool = api_pool(budget, workers)
     worker = worker_plan(budget)
-    connections = max_connections(budget, workers, pool, worker)
+    local = db_connections(workers, pool, worker)
+    connections = max_connections(budget, local)
     pg = None
-    if shares["postgres"].mb >= MIN_SHARE_MB["postgres"]:
+    if budget.runs("postgres") and shares["postgres"].mb >= MIN_SHARE_MB["postgres"]:
         pg = tune(
             shares["postgres"].mb * 1024,
             vcpus=budget.vcpus,
@@ -197,16 +261,13 @@ def derive(inputs: object) -> Derived:
             autovacuum_max_workers=budget.autovacuum_max_workers,
         )
     worst_case_kb = pg.worst_case_kb() if pg else None
+    # Shares of consumers the host does not run are 0 MB (memory_plan.inputs): no maxmemory, and the
+    # headroom is what the consumers it runs leave.
     redis_maxmemory_mb = math.floor(shares["redis"].mb * REDIS_MAXMEMORY_FRACTION)
     headroom_mb = budget.total_mb - sum(
         share.mb for consumer, share in shares.items() if consumer != "headroom"
     )
-    limits = {
-        "api": api_limits(budget, workers),
-        "worker": worker_limits(budget, worker.replicas, worker.concurrency),
-        "migrate": migrate_limits(budget),
-        "proxy": proxy_limits(budget),
-    }
+    limits = _limits(budget, workers, worker)
     table = render_table(
         budget,
         workers=workers,
@@ -221,41 +282,39 @@ def derive(inputs: object) -> Derived:
     )
     problems = _problems(budget, workers, worker, connections, worst_case_kb)
     return Derived(
-        budget,
-        workers,
-        pool,
-        worker,
-        connections,
-        pg,
-        worst_case_kb,
-        redis_maxmemory_mb,
-        headroom_mb,
-        limits,
-        problems,
-        table,
+        budget=budget,
+        workers=workers,
+        pool=pool,
+        worker=worker,
+        db_connections=local,
+        connections=connections,
+        pg=pg,
+        worst_case_kb=worst_case_kb,
+        redis_maxmemory_mb=redis_maxmemory_mb,
+        headroom_mb=headroom_mb,
+        limits=limits,
+        problems=problems,
+        table=table,
     )
 
 
-def make_plan(inputs: object) -> dict[str, object]:
-    """The plan for ``inputs`` (the dict group_vars/all/budget.yml builds); BudgetError when an input
-    is nonsense or the plan does not fit."""
-    derived = derive(inputs)
+def _postgres_plan(derived: Derived) -> dict[str, object] | None:
     budget, pg, worst_case_kb = derived.budget, derived.pg, derived.worst_case_kb
-    if derived.problems or pg is None or worst_case_kb is None:
-        reasons = "\n".join(f"- {problem}" for problem in derived.problems)
-        raise BudgetError(f"memory budget refused:\n{reasons}\n\n{derived.table}")
-    shares, worker, limits = budget.shares, derived.worker, derived.limits
+    if pg is None or worst_case_kb is None:
+        return None
     return {
-        "total_mb": budget.total_mb,
-        "vcpus": budget.vcpus,
-        "disk_type": budget.disk_type,
-        "postgres": {
-            "version": budget.postgres_version,
-            "memory_mb": shares["postgres"].mb,
-            "max_connections": derived.connections,
-            "worst_case_mb": worst_case_kb // 1024,
-            "settings": pg.settings(),
-        },
+        "version": budget.postgres_version,
+        "memory_mb": budget.shares["postgres"].mb,
+        "max_connections": derived.connections,
+        "worst_case_mb": worst_case_kb // 1024,
+        "settings": pg.settings(),
+    }
+
+
+def _app_plan(derived: Derived) -> dict[str, object]:
+    budget, worker, limits = derived.budget, derived.worker, derived.limits
+    shares = budget.shares
+    return {
         "redis": {"memory_mb": shares["redis"].mb, "maxmemory_mb": derived.redis_maxmemory_mb},
         "api": {
             "memory_mb": shares["api"].mb,
@@ -281,8 +340,30 @@ def make_plan(inputs: object) -> dict[str, object]:
             "pids_limit": limits["proxy"].pids_limit,
             "cpu_shares": limits["proxy"].cpu_shares,
         },
-        "os_reserve_mb": shares["os_reserve"].mb,
+    }
+
+
+def make_plan(inputs: object) -> dict[str, object]:
+    """The plan for ``inputs`` (the dict group_vars/all/budget.yml builds); BudgetError when an input
+    is nonsense or the plan does not fit. What the host does not run is None: postgres without the db
+    part; redis, api, worker, migrate and proxy without the app part."""
+    derived = derive(inputs)
+    budget = derived.budget
+    postgres = _postgres_plan(derived)
+    if derived.problems or (budget.runs("postgres") and postgres is None):
+        reasons = "\n".join(f"- {problem}" for problem in derived.problems)
+        raise BudgetError(f"memory budget refused:\n{reasons}\n\n{derived.table}")
+    app = _app_plan(derived) if "app" in budget.parts else dict.fromkeys(APP_KEYS)
+    return {
+        "total_mb": budget.total_mb,
+        "vcpus": budget.vcpus,
+        "disk_type": budget.disk_type,
+        "parts": list(budget.parts),
+        "db_connections": derived.db_connections,
+        "postgres": postgres,
+        **app,
+        "os_reserve_mb": budget.shares["os_reserve"].mb,
         "headroom_mb": derived.headroom_mb,
-        "headroom_min_mb": shares["headroom"].mb,
+        "headroom_min_mb": budget.shares["headroom"].mb,
         "table": derived.table,
     }

@@ -1,14 +1,21 @@
-"""The capacity table: every service's memory ceiling, what was derived from it, and the headroom."""
+"""The capacity table: every service's memory ceiling, what was derived from it, and the headroom.
+
+A host that runs one part only (``budget_parts``) says so in a ``parts`` line and shows the services it
+does not run as ``-``; a db host's max_connections names the connections from the app hosts, and an app
+host's postgres row the connections it opens to the db host. A host running both parts (the default)
+shows neither.
+"""
 
 from __future__ import annotations
 
 from .guc_units import show_memory
-from .inputs import Budget
+from .inputs import PARTS, Budget
 from .limits import Limits
 from .pgtune import WORK_MEM_FACTOR, PgTune
 
 _WIDTH = 12
 _MEMORY_WIDTH = 14
+_PART_NAMES = {"db": "PostgreSQL", "app": "Redis, the API, the worker and the proxy"}
 
 
 def _row(service: str, memory: str, *details: str) -> list[str]:
@@ -16,6 +23,15 @@ def _row(service: str, memory: str, *details: str) -> list[str]:
     lines = [f"  {service:<{_WIDTH}}{memory:>{_MEMORY_WIDTH}}  {first}".rstrip()]
     lines += [f"  {'':<{_WIDTH}}{'':>{_MEMORY_WIDTH}}  {detail}" for detail in rest]
     return lines
+
+
+def _parts(budget: Budget) -> list[str]:
+    """The line naming what the host runs, when it is not everything."""
+    if len(budget.parts) == len(PARTS):
+        return []
+    here = "; ".join(f"{part} ({_PART_NAMES[part]})" for part in budget.parts)
+    elsewhere = "; ".join(f"{part} ({_PART_NAMES[part]})" for part in PARTS if part not in budget.parts)
+    return [f"  parts: {here}; on other hosts: {elsewhere}"]
 
 
 def _postgres(
@@ -26,11 +42,23 @@ def _postgres(
     connections: int,
     pg: PgTune | None,
 ) -> list[str]:
-    pools = (
-        f"max_connections {connections} = {workers} API workers x ({pool[0]} pool + "
-        f"{pool[1]} overflow) + {worker[0]} x {worker[3]} worker + "
-        f"{budget.db_connection_reserve} reserve"
-    )
+    local = [
+        f"{workers} API workers x ({pool[0]} pool + {pool[1]} overflow)",
+        f"{worker[0]} x {worker[3]} worker",
+    ]
+    if not budget.runs("postgres"):
+        opened = workers * (pool[0] + pool[1]) + worker[0] * worker[3]
+        return _row(
+            "postgres",
+            "-",
+            f"on the db host: {opened} connections from here = {' + '.join(local)}",
+            "(count them in the db host's budget_remote_db_connections)",
+        )
+    terms = [*local] if budget.runs("api") else []
+    if budget.remote_db_connections or not budget.runs("api"):
+        terms.append(f"{budget.remote_db_connections} connections from app hosts")
+    terms.append(f"{budget.db_connection_reserve} reserve")
+    pools = f"max_connections {connections} = {' + '.join(terms)}"
     if pg is None:
         return _row("postgres", budget.shares["postgres"].describe(), pools, "(share too small to tune)")
     settings = pg.settings()
@@ -50,38 +78,19 @@ def _postgres(
     )
 
 
-def render_table(
+def _app(
     budget: Budget,
-    *,
     workers: int,
     pool: tuple[int, int],
     worker: tuple[int, int, int, int],
-    connections: int,
-    pg: PgTune | None,
-    worst_case_kb: int | None,
     redis_maxmemory_mb: int,
-    headroom_mb: int,
     limits: dict[str, Limits],
-) -> str:
-    """The table as one string (what ``make plan`` prints, and what a refusal shows)."""
+) -> list[str]:
     shares = budget.shares
-    lines = [
-        f"Memory plan: {budget.total_mb} MB host, {budget.vcpus} vCPU, {budget.disk_type} storage, "
-        f"PostgreSQL {budget.postgres_version}",
-        f"  {'service':<{_WIDTH}}{'memory MB':>{_MEMORY_WIDTH}}  derived settings",
-        *_postgres(budget, workers, pool, worker, connections, pg),
-    ]
-    if pg is not None and worst_case_kb is not None:
-        lines += _row(
-            "",
-            "",
-            f"worst case {worst_case_kb // 1024} MB = shared_buffers + wal_buffers",
-            f"  + ({pg.max_connections} connections + {pg.max_parallel_workers} parallel workers)"
-            f" x work_mem x {WORK_MEM_FACTOR}",
-            f"  + {pg.autovacuum_max_workers} autovacuum workers x maintenance_work_mem",
-        )
+    if not budget.runs("api"):
+        return [line for consumer in PARTS["app"] for line in _row(consumer, "-", "on the app host(s)")]
     redis = shares["redis"].mb
-    lines += _row(
+    lines = _row(
         "redis",
         shares["redis"].describe(),
         f"maxmemory {redis_maxmemory_mb}MB, allkeys-lru; {redis - redis_maxmemory_mb} MB for "
@@ -103,6 +112,41 @@ def render_table(
         f"{limits['worker'].describe()} each; migrate (one-off): {limits['migrate'].describe()}",
     )
     lines += _row("proxy", shares["proxy"].describe(), "reverse proxy container", limits["proxy"].describe())
+    return lines
+
+
+def render_table(
+    budget: Budget,
+    *,
+    workers: int,
+    pool: tuple[int, int],
+    worker: tuple[int, int, int, int],
+    connections: int,
+    pg: PgTune | None,
+    worst_case_kb: int | None,
+    redis_maxmemory_mb: int,
+    headroom_mb: int,
+    limits: dict[str, Limits],
+) -> str:
+    """The table as one string (what ``make plan`` prints, and what a refusal shows)."""
+    shares = budget.shares
+    version = f", PostgreSQL {budget.postgres_version}" if budget.runs("postgres") else ""
+    lines = [
+        f"Memory plan: {budget.total_mb} MB host, {budget.vcpus} vCPU, {budget.disk_type} storage{version}",
+        *_parts(budget),
+        f"  {'service':<{_WIDTH}}{'memory MB':>{_MEMORY_WIDTH}}  derived settings",
+        *_postgres(budget, workers, pool, worker, connections, pg),
+    ]
+    if pg is not None and worst_case_kb is not None:
+        lines += _row(
+            "",
+            "",
+            f"worst case {worst_case_kb // 1024} MB = shared_buffers + wal_buffers",
+            f"  + ({pg.max_connections} connections + {pg.max_parallel_workers} parallel workers)"
+            f" x work_mem x {WORK_MEM_FACTOR}",
+            f"  + {pg.autovacuum_max_workers} autovacuum workers x maintenance_work_mem",
+        )
+    lines += _app(budget, workers, pool, worker, redis_maxmemory_mb, limits)
     lines += _row(
         "os_reserve", shares["os_reserve"].describe(), "kernel, sshd, journald, dockerd, page tables"
     )

@@ -144,9 +144,11 @@ def make_inventory(
     host: Host,
     overrides: dict[str, object] | None = None,
     vault: dict[str, str] | None = None,
+    groups: tuple[str, ...] = (),
 ) -> Path:
     """A copy of the production inventory for `host`: main.yml as shipped, `vault` (default: the
-    example's placeholders) and the test's `overrides`; returns its hosts file."""
+    example's placeholders) and the test's `overrides`, the host also in `groups` (db, app) under
+    vps; returns its hosts file."""
     group_vars = directory / "group_vars"
     (group_vars / "vps").mkdir(parents=True)
     (group_vars / "all").symlink_to(REPO / "group_vars" / "all")
@@ -169,7 +171,8 @@ def make_inventory(
                             "ansible_connection": "community.docker.docker",
                             "ansible_python_interpreter": "/usr/bin/python3",
                         }
-                    }
+                    },
+                    **({"children": {name: {"hosts": {host.name: {}}} for name in groups}} if groups else {}),
                 }
             }
         )

@@ -96,6 +96,21 @@ def test_filled_in_production_inventory_passes(
     assert_untouched(run, host, before)
 
 
+def test_an_app_host_without_a_database_host_is_refused_before_anything_changes(
+    host: Host, tmp_path: Path, deploy_key: str, image_tarball: Path
+) -> None:
+    # The two-host layout (group_vars/all/topology.yml) with its db host left out of the inventory.
+    before = host.changes()
+    hosts = make_inventory(tmp_path, host, filled_in(deploy_key), random_vault(), groups=("app",))
+    run = run_preflight(hosts, host, "-e", f"app_image_tarball={image_tarball}")
+
+    assert run.rc != 0
+    message, _ = problem(run, "topology", "db group")
+    assert f"the app group's hosts {host.name} run without a database" in message
+    assert "must hold exactly one host (it holds 0: none)" in message
+    assert_untouched(run, host, before)
+
+
 def test_a_4gb_host_given_the_8gb_budget_is_refused_naming_both_sizes(
     make_host: Callable[..., Host], tmp_path: Path, deploy_key: str, image_tarball: Path
 ) -> None:

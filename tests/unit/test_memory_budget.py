@@ -134,12 +134,16 @@ def test_8gb_default_reproduces_the_seed_and_pgtune_web_on_the_2gb_share() -> No
     assert (plan["os_reserve_mb"], plan["headroom_mb"], plan["headroom_min_mb"]) == (768, 1280, 819)
 
 
+# The inputs budget.yml wires from elsewhere, as one host (group_vars/all/topology.yml: both parts,
+# no app host of its own) running PostgreSQL 15 has them.
+WIRED = {"postgres_version": 15, "budget_parts": ["db", "app"], "budget_remote_db_connections": 0}
+
+
 def shipped() -> dict[str, Any]:
-    """The inputs group_vars/all/budget.yml ships (its own values, not copies), for PostgreSQL 15."""
+    """The inputs group_vars/all/budget.yml ships (its own values, not copies), for one host running
+    PostgreSQL 15."""
     values = yaml.safe_load((ROOT / "group_vars" / "all" / "budget.yml").read_text())
-    return {name: values[name] for name in values["budget_inputs"] if name != "postgres_version"} | {
-        "postgres_version": 15
-    }
+    return {name: values[name] for name in values["budget_inputs"] if name not in WIRED} | WIRED
 
 
 def test_the_shipped_defaults_give_the_seeds_8gb_table() -> None:

@@ -8,14 +8,13 @@ machine reaches is in test_production.py and test_edge.py.
 
 from __future__ import annotations
 
-import json
 import time
 import uuid
 import zlib
 from pathlib import Path
 
 import pytest
-from conftest import http_on_host
+from conftest import API_URL, Client, api_call
 
 RECEIPT = Path(__file__).resolve().parents[1] / "files" / "receipt-supermarket.png"
 # What the receipt in RECEIPT says (app/tests/extraction/receipt_images.py: SUPERMARKET).
@@ -23,7 +22,6 @@ RECEIPT_TOTAL = "200.43"
 RECEIPT_TAX_ID = "11.222.333/0001-81"
 RECEIPT_ITEMS = 8
 WORKER = "invoice-service-worker-1"
-API_URL = "http://127.0.0.1:8000"
 # The worker kill runs on one host: it takes minutes of OCR under a loaded machine, and what it
 # proves (a job claimed by a killed worker is taken again) does not depend on the Debian release.
 KILL_HOST = "production-debian13"
@@ -40,69 +38,13 @@ def unique_photo() -> bytes:
     return png[:-12] + chunk + png[-12:]
 
 
-def _call(
-    container: str, method: str, url: str, body: bytes = b"", headers: dict[str, str] | None = None
-) -> tuple[int, dict]:
-    """One request; a 429 (the API's rate limit) is waited out as its Retry-After says, then retried."""
-    for _ in range(5):
-        status, answer_headers, answer = http_on_host(container, method, url, body, headers)
-        if status != 429:
-            return status, json.loads(answer or "{}")
-        time.sleep(min(int(answer_headers.get("Retry-After", "5")), 65))
-    pytest.fail(f"{method} {url}: still rate-limited after 5 waits")
-
-
-class Client:
-    """A user of the API, on the host, through the API container's loopback port."""
-
-    def __init__(self, container: str, base: str = API_URL) -> None:
-        self.container = container
-        self.base = base
-        email = f"stack-{uuid.uuid4().hex[:8]}@example.org"
-        password = uuid.uuid4().hex
-        credentials = json.dumps({"email": email, "password": password}).encode()
-        json_header = {"Content-Type": "application/json"}
-        status, body = _call(container, "POST", f"{base}/auth/register", credentials, json_header)
-        assert status == 202, body
-        status, body = _call(container, "POST", f"{base}/auth/login", credentials, json_header)
-        assert status == 200, body
-        self.auth = {"Authorization": f"Bearer {body['access_token']}"}
-
-    def get(self, path: str) -> dict:
-        status, body = _call(self.container, "GET", f"{self.base}{path}", headers=self.auth)
-        assert status == 200, (path, status, body)
-        return body
-
-    def upload(self, *photos: bytes) -> str:
-        boundary = uuid.uuid4().hex
-        part = (
-            f'--{boundary}\r\nContent-Disposition: form-data; name="files"; filename="receipt.png"\r\n'
-            "Content-Type: image/png\r\n\r\n"
-        ).encode()
-        body = b"".join(part + photo + b"\r\n" for photo in photos) + f"--{boundary}--\r\n".encode()
-        headers = {**self.auth, "Content-Type": f"multipart/form-data; boundary={boundary}"}
-        status, answer = _call(self.container, "POST", f"{self.base}/invoices/upload", body, headers)
-        assert status == 202, answer
-        return answer["invoice_id"]
-
-    def wait_until_settled(self, invoice_id: str, seconds: int = 240) -> dict:
-        deadline = time.monotonic() + seconds
-        detail: dict = {}
-        while time.monotonic() < deadline:
-            detail = self.get(f"/invoices/{invoice_id}")
-            if detail["status"] in ("extracted", "failed"):
-                return detail
-            time.sleep(3)
-        pytest.fail(f"invoice {invoice_id} still {detail.get('status')} after {seconds} s: {detail}")
-
-
 @pytest.fixture(scope="module")
 def client(host) -> Client:
     return Client(host.backend.host)
 
 
 def test_ready_answers_on_the_loopback_port(host) -> None:
-    status, body = _call(host.backend.host, "GET", f"{API_URL}/health/ready")
+    status, body = api_call(host.backend.host, "GET", f"{API_URL}/health/ready")
     assert status == 200, body
     assert body["status"] == "ok", body
     assert body["checks"]["database"]["status"] == "ok", body
