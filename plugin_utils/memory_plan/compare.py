@@ -85,6 +85,7 @@ def _rows(derived: Derived) -> list[tuple[str, str]]:
         ("  processes x jobs", app(f"{worker.replicas} x {worker.concurrency}")),
         ("  connections each", app(str(worker.db_connections))),
         ("proxy MB", mb("proxy")),
+        ("monitoring MB", str(shares["monitoring"].mb)),
         ("os_reserve MB", str(shares["os_reserve"].mb)),
         ("headroom MB", str(derived.headroom_mb)),
         ("  floor MB", str(shares["headroom"].mb)),

@@ -23,10 +23,10 @@ from fractions import Fraction
 
 from .pgtune import DISK_TYPES, VERSIONS
 
-CONSUMERS = ("postgres", "redis", "api", "worker", "proxy", "os_reserve", "headroom")
-# What each part of the application runs; os_reserve and headroom are on every host.
+CONSUMERS = ("postgres", "redis", "api", "worker", "proxy", "monitoring", "os_reserve", "headroom")
+# What each part of the application runs; monitoring, os_reserve and headroom are on every host.
 PARTS = {"db": ("postgres",), "app": ("redis", "api", "worker", "proxy")}
-EVERY_HOST = ("os_reserve", "headroom")
+EVERY_HOST = ("monitoring", "os_reserve", "headroom")
 # superuser_reserved_connections (3) is carved out of max_connections; PostgreSQL refuses to start
 # unless max_connections exceeds it, and an admin session plus a pg_dump need two more.
 MIN_CONNECTION_RESERVE = 5
@@ -61,7 +61,7 @@ INT_INPUTS = {
 OPTIONAL_INPUTS: dict[str, object] = {"budget_parts": list(PARTS), "budget_remote_db_connections": 0}
 INPUTS = (*INT_INPUTS, "budget_api_max_overflow", "budget_disk_type", "budget_shares", *OPTIONAL_INPUTS)
 
-_PERCENT = re.compile(r"^(\d{1,3}(?:\.\d{1,3})?)%$")
+_PERCENT = re.compile(r"^(\d{1,3}(?:\.\d{1,6})?)%$")
 _INTEGER = re.compile(r"^\d+$")
 
 
@@ -110,7 +110,7 @@ class Budget:
     remote_db_connections: int = 0
 
     def runs(self, consumer: str) -> bool:
-        """Whether this host runs ``consumer`` (os_reserve and headroom: always)."""
+        """Whether this host runs ``consumer`` (monitoring, os_reserve and headroom: always)."""
         return consumer in consumers_of(self.parts)
 
 

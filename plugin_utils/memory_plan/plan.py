@@ -59,7 +59,7 @@ from .table import render_table
 
 REDIS_MAXMEMORY_FRACTION = Fraction(3, 4)
 # The smallest share each consumer runs in at all (MB); the API's follows from its workers.
-MIN_SHARE_MB = {"postgres": 256, "redis": 32, "worker": 64, "proxy": 32, "os_reserve": 256}
+MIN_SHARE_MB = {"postgres": 256, "redis": 32, "worker": 64, "proxy": 32, "monitoring": 128, "os_reserve": 256}
 POSTGRES_MAX_CONNECTIONS = 262143
 # Connections a worker process holds beside its jobs': its claim loop and the sweep of exhausted jobs.
 WORKER_LOOP_CONNECTIONS = 2
@@ -362,6 +362,7 @@ def make_plan(inputs: object) -> dict[str, object]:
         "db_connections": derived.db_connections,
         "postgres": postgres,
         **app,
+        "monitoring_mb": budget.shares["monitoring"].mb,
         "os_reserve_mb": budget.shares["os_reserve"].mb,
         "headroom_mb": derived.headroom_mb,
         "headroom_min_mb": budget.shares["headroom"].mb,

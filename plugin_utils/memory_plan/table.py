@@ -148,6 +148,11 @@ def render_table(
         )
     lines += _app(budget, workers, pool, worker, redis_maxmemory_mb, limits)
     lines += _row(
+        "monitoring",
+        shares["monitoring"].describe(),
+        "Prometheus, its exporters and Alertmanager (one systemd slice)",
+    )
+    lines += _row(
         "os_reserve", shares["os_reserve"].describe(), "kernel, sshd, journald, dockerd, page tables"
     )
     minimum = shares["headroom"]

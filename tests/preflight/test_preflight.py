@@ -141,6 +141,7 @@ def test_a_4gb_host_given_the_8gb_budget_is_refused_naming_both_sizes(
             "api": 1024,
             "worker": 640,
             "proxy": 128,
+            "monitoring": 128,
             "os_reserve": 384,
             "headroom": "15%",
         },

@@ -32,7 +32,8 @@ DEFAULT: dict[str, Any] = {
         "api": 2560,
         "worker": 1024,
         "proxy": 256,
-        "os_reserve": 768,
+        "monitoring": 320,
+        "os_reserve": 448,
         "headroom": "10%",
     },
     "budget_api_workers": 0,
@@ -131,7 +132,8 @@ def test_8gb_default_reproduces_the_seed_and_pgtune_web_on_the_2gb_share() -> No
     }
     assert plan["migrate"] == {"pids_limit": 95, "cpu_shares": 512}
     assert plan["proxy"] == {"memory_mb": 256, "pids_limit": 96, "cpu_shares": 1024}
-    assert (plan["os_reserve_mb"], plan["headroom_mb"], plan["headroom_min_mb"]) == (768, 1280, 819)
+    assert (plan["monitoring_mb"], plan["os_reserve_mb"], plan["headroom_mb"]) == (320, 448, 1280)
+    assert plan["headroom_min_mb"] == 819
 
 
 # The inputs budget.yml wires from elsewhere, as one host (group_vars/all/topology.yml: both parts,
@@ -148,8 +150,8 @@ def shipped() -> dict[str, Any]:
 
 def test_the_shipped_defaults_give_the_seeds_8gb_table() -> None:
     """The shares ship as percents and the pools as derived, and at 8 GB / 2 vCPUs they are seed 000's
-    table: postgres 2 GB, redis 256 MB, api 2.5 GB, worker 1 GB, proxy 256 MB, OS 768 MB, 1.25 GB
-    free; 2 API workers with 10 + 5 connections each, 1 worker process with 2 jobs and 10
+    table: postgres 2 GB, redis 256 MB, api 2.5 GB, worker 1 GB, proxy 256 MB, OS 1 GB with the proxy
+    (monitoring 320 MB, the rest 448 MB), 1.25 GB free; 2 API workers with 10 + 5 connections each, 1 worker process with 2 jobs and 10
     connections, max_connections 50. Only the headroom's floor differs: 15 % instead of 10 %."""
     plan = make_plan(shipped())
     seed = make_plan(DEFAULT)
@@ -159,7 +161,8 @@ def test_the_shipped_defaults_give_the_seeds_8gb_table() -> None:
     }
     memory = {consumer: plan[consumer]["memory_mb"] for consumer in ("postgres", "redis", "api", "worker")}
     assert memory == {"postgres": 2048, "redis": 256, "api": 2560, "worker": 1024}
-    assert (plan["proxy"]["memory_mb"], plan["os_reserve_mb"], plan["headroom_mb"]) == (256, 768, 1280)
+    assert (plan["proxy"]["memory_mb"], plan["monitoring_mb"], plan["os_reserve_mb"]) == (256, 320, 448)
+    assert plan["headroom_mb"] == 1280
     assert plan["postgres"]["max_connections"] == 50
     assert (plan["api"]["pool_size"], plan["api"]["max_overflow"], plan["worker"]["db_connections"]) == (
         10,
@@ -183,6 +186,7 @@ def test_a_16gb_4vcpu_host_gives_every_service_more_and_keeps_headroom_near_its_
     for consumer in ("postgres", "redis", "api", "worker", "proxy"):
         assert big[consumer]["memory_mb"] > small[consumer]["memory_mb"], consumer
     assert big["os_reserve_mb"] > small["os_reserve_mb"]
+    assert big["monitoring_mb"] > small["monitoring_mb"]
     assert big["headroom_min_mb"] <= big["headroom_mb"] <= big["headroom_min_mb"] * 1.10
     assert (big["headroom_mb"], big["headroom_min_mb"]) == (2560, 2457)
     # More of every count: API workers (4, seed 000's step), worker processes x jobs, pools, Redis,
@@ -224,7 +228,8 @@ def test_8gb_table_shows_every_service_and_the_headroom() -> None:
         "api                   2560  2 uvicorn workers x 500 MB",
         "worker                1024  1 process(es) x 1024 MB, 2 jobs at once each, 10 database connections",
         "proxy                  256",
-        "os_reserve             768",
+        "monitoring             320  Prometheus, its exporters and Alertmanager (one systemd slice)",
+        "os_reserve             448",
         "headroom              1280  free (at least 819 MB = 10%)",
         "total                 8192",
     ):
@@ -437,7 +442,7 @@ def test_api_share_too_small_for_its_workers_is_refused() -> None:
 
 
 @pytest.mark.parametrize(
-    ("consumer", "mb"), [("postgres", 255), ("redis", 31), ("worker", 63), ("proxy", 31), ("os_reserve", 255)]
+    ("consumer", "mb"), [("postgres", 255), ("redis", 31), ("worker", 63), ("proxy", 31), ("monitoring", 127), ("os_reserve", 255)]
 )
 def test_a_share_below_what_its_consumer_needs_is_refused(consumer: str, mb: int) -> None:
     message = refusal(budget(shares={consumer: mb}))

@@ -62,8 +62,9 @@ def test_a_db_host_tunes_postgresql_for_the_app_hosts_connections() -> None:
     assert postgres["settings"]["shared_buffers"] == units.show_memory(6144 * 1024 // 4) == "1536MB"
     assert postgres["settings"]["effective_cache_size"] == "4608MB"
     assert postgres["worst_case_mb"] <= 6144
-    # Only PostgreSQL and the OS count: 8192 - 6144 - 768.
-    assert (plan["os_reserve_mb"], plan["headroom_mb"], plan["headroom_min_mb"]) == (768, 1280, 1228)
+    # Only PostgreSQL, monitoring and the OS count: 8192 - 6144 - 320 - 448.
+    assert (plan["monitoring_mb"], plan["os_reserve_mb"]) == (320, 448)
+    assert (plan["headroom_mb"], plan["headroom_min_mb"]) == (1280, 1228)
     table = plan["table"]
     assert "\n  parts: db (PostgreSQL); on other hosts: app (" in table
     assert "max_connections 50 = 40 connections from app hosts + 10 reserve" in table
@@ -85,7 +86,13 @@ def test_a_db_host_ignores_the_app_shares_and_settings() -> None:
         "budget_worker_replicas": 8,
         "budget_worker_concurrency": 16,
     }
-    inputs["budget_shares"] = {"postgres": "75%", "os_reserve": "9.375%", "headroom": "15%", "api": 1}
+    inputs["budget_shares"] = {
+        "postgres": "75%",
+        "monitoring": "3.90625%",
+        "os_reserve": "5.46875%",
+        "headroom": "15%",
+        "api": 1,
+    }
     assert make_plan(inputs)["postgres"] == make_plan(db_host())["postgres"]
 
 
@@ -124,7 +131,7 @@ def test_an_app_host_needs_no_postgres_share_but_its_own() -> None:
 
 def test_a_db_host_still_needs_its_own_shares_and_refuses_unknown_ones() -> None:
     inputs = db_host()
-    inputs["budget_shares"] = {"os_reserve": 768, "headroom": "15%"}
+    inputs["budget_shares"] = {"monitoring": 320, "os_reserve": 448, "headroom": "15%"}
     assert "budget_shares lacks postgres" in refusal(inputs)
     inputs["budget_shares"] = db_host()["budget_shares"] | {"celery": 512}
     assert "unknown consumer(s) celery" in refusal(inputs)

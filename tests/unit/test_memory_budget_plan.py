@@ -112,7 +112,8 @@ def test_a_1gb_host_is_refused_with_the_reasons_and_a_non_zero_exit(
     section = sections["host1"]
     assert section.startswith("(PostgreSQL 15, set by the inventory (postgres_version))")
     assert "Memory plan: 1024 MB host, 2 vCPU, ssd storage, PostgreSQL 15" in section
-    assert "\nrefused:\n- budget_shares.os_reserve is 96 MB, below the 256 MB os_reserve needs" in section
+    assert "\nrefused:\n- budget_shares.monitoring is 40 MB, below the 128 MB monitoring needs" in section
+    assert "\n- budget_shares.os_reserve is 56 MB, below the 256 MB os_reserve needs" in section
     assert "- budget_shares.api is 320 MB, too small for 1 API worker(s) of budget_api_worker_mb" in section
 
 
@@ -139,7 +140,8 @@ def test_sizes_side_by_side(inventory: Path, tmp_path: Path) -> None:
     returncode, output = make_plan(one, "SIZES=4,8")
     assert returncode != 0
     assert (
-        "4 GB refused:\n- budget_shares.worker is 512 MB: 1 worker replica(s) of 512 MB cannot hold" in output
+        "4 GB refused:\n- budget_shares.os_reserve is 224 MB, below the 256 MB os_reserve needs\n"
+        "- budget_shares.worker is 512 MB: 1 worker replica(s) of 512 MB cannot hold" in output
     )
 
     returncode, output = make_plan(one, "SIZES=8,lots")

@@ -18,8 +18,8 @@ units = library("guc_units")
 BudgetError = plan_module.BudgetError
 make_plan = plan_module.make_plan
 
-CONSUMERS = ("postgres", "redis", "api", "worker", "proxy", "os_reserve", "headroom")
-LEAST_MB = {"postgres": 256, "redis": 32, "worker": 64, "proxy": 32, "os_reserve": 256}
+CONSUMERS = ("postgres", "redis", "api", "worker", "proxy", "monitoring", "os_reserve", "headroom")
+LEAST_MB = {"postgres": 256, "redis": 32, "worker": 64, "proxy": 32, "monitoring": 128, "os_reserve": 256}
 FAST = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
@@ -185,7 +185,7 @@ def check_fits(inputs: dict[str, Any], plan: dict[str, Any]) -> None:
     if not inputs["budget_api_workers"]:
         assert api["workers"] <= inputs["budget_vcpus"]
     limits = [pg["memory_mb"], plan["redis"]["memory_mb"], api["memory_mb"]]
-    limits += [plan["worker"]["memory_mb"], plan["proxy"]["memory_mb"], plan["os_reserve_mb"]]
+    limits += [plan["worker"]["memory_mb"], plan["proxy"]["memory_mb"], plan["monitoring_mb"], plan["os_reserve_mb"]]
     assert sum(limits) + plan["headroom_mb"] == total
     assert plan["headroom_mb"] >= plan["headroom_min_mb"] == shares["headroom"]
 
