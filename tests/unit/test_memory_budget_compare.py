@@ -44,6 +44,6 @@ def test_the_shipped_budget_at_4_8_16_and_32_gb() -> None:
     assert refused["4 GB"] == [
         "budget_shares.os_reserve is 224 MB, below the 256 MB os_reserve needs",
         "budget_shares.worker is 512 MB: 1 worker replica(s) of 512 MB cannot hold budget_worker_process_mb "
-        "= 384 MB plus 1 job(s) of budget_worker_job_mb = 256 MB"
+        "= 384 MB plus 1 job(s) of budget_worker_job_mb = 256 MB",
     ]
     assert text.endswith("4 GB refused:\n- " + "\n- ".join(refused["4 GB"]))

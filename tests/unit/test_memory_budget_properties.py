@@ -185,7 +185,12 @@ def check_fits(inputs: dict[str, Any], plan: dict[str, Any]) -> None:
     if not inputs["budget_api_workers"]:
         assert api["workers"] <= inputs["budget_vcpus"]
     limits = [pg["memory_mb"], plan["redis"]["memory_mb"], api["memory_mb"]]
-    limits += [plan["worker"]["memory_mb"], plan["proxy"]["memory_mb"], plan["monitoring_mb"], plan["os_reserve_mb"]]
+    limits += [
+        plan["worker"]["memory_mb"],
+        plan["proxy"]["memory_mb"],
+        plan["monitoring_mb"],
+        plan["os_reserve_mb"],
+    ]
     assert sum(limits) + plan["headroom_mb"] == total
     assert plan["headroom_mb"] >= plan["headroom_min_mb"] == shares["headroom"]
 

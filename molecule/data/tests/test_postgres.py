@@ -341,7 +341,15 @@ def test_bad_setting_is_refused_by_postgres_and_the_server_keeps_running(host, r
 def test_overcommitted_budget_fails_before_any_change(host, run_playbook) -> None:
     before = (_conf_checksum(host), _postmaster_pid(host))
     # The seed's 8 GB table as fixed amounts, on a 1 GB host: over-committed.
-    fixed = {"postgres": "25%", "redis": 256, "api": 2560, "worker": 1024, "proxy": 256, "monitoring": 320, "os_reserve": 448}
+    fixed = {
+        "postgres": "25%",
+        "redis": 256,
+        "api": 2560,
+        "worker": 1024,
+        "proxy": 256,
+        "monitoring": 320,
+        "os_reserve": 448,
+    }
     shares = fixed | {"headroom": "10%"}
     run = run_playbook("converge.yml", {"budget_total_mb": 1024, "budget_shares": shares})
     assert run.rc != 0, run.output[-3000:]
