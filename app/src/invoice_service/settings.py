@@ -2,8 +2,8 @@
 
 Values come from environment variables of the same name (no prefix) or a `.env` file in the working
 directory. The extraction fields (providers, keys, models, LLM_TIMEOUT_SECONDS, LLM_CACHE_TTL, circuit
-breaker) are declared in `invoice_service.extraction.settings.ExtractionSettings`, which this class
-inherits, so one class configures the whole service.
+breaker, LLM_PRICES) are declared in `invoice_service.extraction.settings.ExtractionSettings`, which this
+class inherits, so one class configures the whole service.
 """
 
 from __future__ import annotations

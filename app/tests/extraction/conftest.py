@@ -64,13 +64,15 @@ class FakeProvider:
     Behaviours: "ok", "slow" (sleeps `slow_seconds`, then ok), "500", "503", "400", "401", "429",
     "malformed" (200, the model's message is not JSON), "not_json" (200, the body is not JSON),
     "wrong_schema" (200, JSON of the wrong shape). `script(...)` queues behaviours for the next requests;
-    once the queue is empty every request gets `default`.
+    once the queue is empty every request gets `default`. Every 200 answer carries `usage` (the
+    chat-completions `usage` object) unless it is None.
     """
 
     server: ThreadingHTTPServer
     answer: dict[str, Any] = field(default_factory=lambda: dict(GOOD_ANSWER))
     default: str = "ok"
     slow_seconds: float = 2.0
+    usage: dict[str, Any] | None = None
     queue: deque[str] = field(default_factory=deque)
     requests: list[FakeRequest] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -96,14 +98,15 @@ class FakeProvider:
             return self.queue.popleft() if self.queue else self.default
 
 
-def _chat_completion(content: str) -> bytes:
-    return json.dumps(
-        {
-            "id": "chatcmpl-fake",
-            "object": "chat.completion",
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": content}}],
-        }
-    ).encode()
+def _chat_completion(content: str, usage: dict[str, Any] | None = None) -> bytes:
+    body: dict[str, Any] = {
+        "id": "chatcmpl-fake",
+        "object": "chat.completion",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": content}}],
+    }
+    if usage is not None:
+        body["usage"] = usage
+    return json.dumps(body).encode()
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -130,19 +133,19 @@ class _Handler(BaseHTTPRequestHandler):
         if self.path != "/v1/chat/completions":
             self._send(404, b'{"error": {"message": "no such route"}}')
         elif behaviour == "ok":
-            self._send(200, _chat_completion(json.dumps(fake.answer)))
+            self._send(200, _chat_completion(json.dumps(fake.answer), fake.usage))
         elif behaviour == "slow":
             time.sleep(fake.slow_seconds)
-            self._send(200, _chat_completion(json.dumps(fake.answer)))
+            self._send(200, _chat_completion(json.dumps(fake.answer), fake.usage))
         elif behaviour.isdigit():
             message = json.dumps({"error": {"message": f"fake {behaviour}"}}).encode()
             self._send(int(behaviour), message)
         elif behaviour == "malformed":
-            self._send(200, _chat_completion('Sure! {"store_name": "Mercado", "total": 12,'))
+            self._send(200, _chat_completion('Sure! {"store_name": "Mercado", "total": 12,', fake.usage))
         elif behaviour == "not_json":
             self._send(200, b"<html>gateway page</html>", "text/html")
         elif behaviour == "wrong_schema":
-            self._send(200, _chat_completion(json.dumps({"items": [{"quantity": 2}]})))
+            self._send(200, _chat_completion(json.dumps({"items": [{"quantity": 2}]}), fake.usage))
         else:
             raise AssertionError(f"unknown fake behaviour {behaviour!r}")
 

@@ -9,6 +9,9 @@ Per call of `extract`:
    malformed JSON, unreadable image) goes straight to the next provider;
 3. a result is cached under the provider that produced it; when every provider failed,
    ExtractionFailed lists why.
+4. every provider call that reported its token usage (a success, or an answer billed but judged
+   invalid) adds to llm_tokens_total / llm_cost_usd_total (priced with LLM_PRICES) and its log line
+   carries input_tokens, output_tokens and cost_usd.
 So a cached lower-priority result (e.g. OCR made while the LLMs were down) is only served when the
 providers before it fail again; a cached result is served even while its provider's circuit is open.
 """
@@ -17,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import structlog
@@ -37,11 +40,15 @@ from invoice_service.extraction.metrics import (
     CACHE_MISSES,
     CIRCUIT_STATE,
     CIRCUIT_STATE_VALUES,
+    LLM_COST_USD,
+    LLM_TOKENS,
+    LLM_UNPRICED_CALLS,
     PROVIDER_ATTEMPTS,
     PROVIDER_CALLS,
     PROVIDER_DURATION,
 )
-from invoice_service.extraction.models import ExtractionResult
+from invoice_service.extraction.models import ExtractionResult, Usage
+from invoice_service.extraction.pricing import ModelPrice, cost_usd
 from invoice_service.extraction.providers import OpenAICompatibleProvider, Provider, TesseractProvider
 from invoice_service.extraction.settings import ExtractionSettings
 
@@ -80,6 +87,7 @@ class ExtractionChain:
         failure_threshold: int,
         reset_seconds: float,
         cache: ExtractionCache | None = None,
+        prices: Mapping[str, ModelPrice] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if not providers:
@@ -88,6 +96,7 @@ class ExtractionChain:
         self.timeout_seconds = timeout_seconds
         self.retry = retry
         self.cache = cache
+        self.prices: Mapping[str, ModelPrice] = prices or {}
         self._breakers = {
             provider.name: CircuitBreaker(
                 failure_threshold, reset_seconds, clock=clock, on_change=self._gauge_setter(provider.name)
@@ -157,6 +166,24 @@ class ExtractionChain:
             log.info("extraction_cache_miss", image_sha256=digest)
         raise ExtractionFailed(failures)
 
+    def _record_usage(self, provider: Provider, usage: Usage | None) -> dict[str, object]:
+        """Count the tokens and cost of one provider call; the fields its log line gains ({} when the
+        provider reported no usage: OCR, or a failure before any answer)."""
+        if usage is None:
+            return {}
+        model = getattr(provider, "model", provider.cache_variant)
+        cost = cost_usd(self.prices, model, usage)
+        if model not in self.prices:
+            LLM_UNPRICED_CALLS.labels(provider=provider.name, model=model).inc()
+        LLM_TOKENS.labels(provider=provider.name, model=model, kind="input").inc(usage.input_tokens)
+        LLM_TOKENS.labels(provider=provider.name, model=model, kind="output").inc(usage.output_tokens)
+        LLM_COST_USD.labels(provider=provider.name, model=model).inc(float(cost))
+        return {
+            "input_tokens": usage.input_tokens,
+            "output_tokens": usage.output_tokens,
+            "cost_usd": float(cost),
+        }
+
     async def _attempt(self, provider: Provider, image: bytes, content_type: str) -> ExtractionResult:
         PROVIDER_ATTEMPTS.labels(provider=provider.name).inc()
         try:
@@ -210,17 +237,24 @@ class ExtractionChain:
                 error_type=exc.kind,
                 attempts=attempts,
                 duration_ms=round(duration * 1000),
+                **self._record_usage(provider, exc.usage),
             )
             raise
         duration = time.perf_counter() - started
         PROVIDER_CALLS.labels(provider=provider.name, outcome="success").inc()
         PROVIDER_DURATION.labels(provider=provider.name).observe(duration)
+        spend = self._record_usage(provider, result.usage) or {
+            "input_tokens": 0,
+            "output_tokens": 0,
+            "cost_usd": 0.0,
+        }
         log.info(
             "extraction_provider_succeeded",
             provider=provider.name,
             attempts=attempts,
             items=len(result.items),
             duration_ms=round(duration * 1000),
+            **spend,
         )
         return result
 
@@ -293,4 +327,5 @@ def build_chain(settings: ExtractionSettings, redis: Redis | None) -> Extraction
         failure_threshold=settings.CIRCUIT_FAILURE_THRESHOLD,
         reset_seconds=settings.CIRCUIT_RESET_SECONDS,
         cache=cache,
+        prices=settings.LLM_PRICES,
     )

@@ -14,6 +14,8 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
+from invoice_service.extraction.models import Usage
+
 
 class ProviderError(Exception):
     """A provider could not produce a result."""
@@ -24,6 +26,8 @@ class ProviderError(Exception):
     retryable = False
     #: Counts as a failure for the provider's circuit breaker.
     trips_circuit = True
+    #: Tokens billed although the call failed (an LLM answered, but not usably); None when unknown.
+    usage: Usage | None = None
 
 
 class ProviderTimeout(ProviderError):

@@ -11,6 +11,12 @@ extraction_provider_attempts_total{provider} attempts, retries included
 extraction_provider_duration_seconds{provider}
                                              duration of a provider call, retries included
 extraction_circuit_state{provider}           0 closed, 1 half_open, 2 open
+llm_tokens_total{provider,model,kind}        tokens LLM calls were billed for; kind: input, output
+llm_cost_usd_total{provider,model}           USD those tokens cost at LLM_PRICES (0 for an unpriced model)
+llm_unpriced_calls_total{provider,model}     LLM calls of a model LLM_PRICES has no price for
+
+The llm_* series move once per provider call that reported its usage: a successful call, or one whose
+answer was billed but judged invalid. OCR calls and cached results add nothing.
 """
 
 from __future__ import annotations
@@ -39,6 +45,14 @@ CIRCUIT_STATE = Gauge(
     "Provider circuit: 0 closed, 1 half_open, 2 open.",
     ["provider"],
     multiprocess_mode="livemax",
+)
+
+LLM_TOKENS = Counter(
+    "llm_tokens", "Tokens LLM calls were billed for, by kind (input, output).", ["provider", "model", "kind"]
+)
+LLM_COST_USD = Counter("llm_cost_usd", "USD LLM calls cost at LLM_PRICES.", ["provider", "model"])
+LLM_UNPRICED_CALLS = Counter(
+    "llm_unpriced_calls", "LLM calls of a model without a price in LLM_PRICES.", ["provider", "model"]
 )
 
 CIRCUIT_STATE_VALUES = {CircuitState.CLOSED: 0, CircuitState.HALF_OPEN: 1, CircuitState.OPEN: 2}

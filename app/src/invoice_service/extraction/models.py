@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+
+@dataclass(frozen=True)
+class Usage:
+    """Tokens an LLM call was billed for (the API's usage.prompt_tokens / usage.completion_tokens)."""
+
+    input_tokens: int = 0
+    output_tokens: int = 0
 
 
 class ExtractedItem(BaseModel):
@@ -33,6 +42,12 @@ class ExtractionResult(BaseModel):
     items: list[ExtractedItem] = Field(default_factory=list)
     provider: str = Field(description="Name of the provider that produced the result.")
     cached: bool = Field(default=False, description="True when the result came from the Redis cache.")
+    usage: Usage | None = Field(
+        default=None,
+        exclude=True,
+        description="Tokens the provider call was billed for (LLM providers; None for OCR and for cached "
+        "results). Not serialised, so never cached.",
+    )
 
     def is_empty(self) -> bool:
         """Nothing at all was recognised (no store, date, total or item)."""

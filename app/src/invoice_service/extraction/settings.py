@@ -1,4 +1,5 @@
-"""Settings of the extraction chain: providers, keys, models, timeouts, retries, circuit breaker, cache.
+"""Settings of the extraction chain: providers, keys, models, timeouts, retries, circuit breaker, cache,
+LLM prices.
 
 `invoice_service.settings.Settings` inherits this class, so the service has one settings class; the
 variables are read from the environment under the names below (no prefix).
@@ -8,6 +9,8 @@ from __future__ import annotations
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from invoice_service.extraction.pricing import ModelPrice
 
 #: Every provider name EXTRACTION_PROVIDERS may list.
 KNOWN_PROVIDERS: tuple[str, ...] = ("openrouter", "gemini", "openai", "ocr")
@@ -73,6 +76,15 @@ class ExtractionSettings(BaseSettings):
         ge=0,
         description="Seconds an extraction result stays in Redis, keyed by image SHA-256 + provider + "
         "PROMPT_VERSION (0: no cache). Without Redis the chain works uncached.",
+    )
+
+    # --- Spend tracking -------------------------------------------------------------------------
+    LLM_PRICES: dict[str, ModelPrice] = Field(
+        default_factory=dict,
+        description="Prices of the LLM models, a JSON object: model id (as in *_MODEL) -> "
+        '{"input": USD per 1M input tokens, "output": USD per 1M output tokens}, e.g. '
+        '{"gpt-4o-mini": {"input": 0.15, "output": 0.6}}. Feeds llm_cost_usd_total; a model without a '
+        "price has its tokens counted at no cost and its calls counted in llm_unpriced_calls_total.",
     )
 
     # --- OpenRouter -----------------------------------------------------------------------------
@@ -151,6 +163,13 @@ class ExtractionSettings(BaseSettings):
         if len(set(names)) != len(names):
             raise ValueError("EXTRACTION_PROVIDERS: a provider is listed twice")
         return ",".join(names)
+
+    @field_validator("LLM_PRICES")
+    @classmethod
+    def _named_models(cls, value: dict[str, ModelPrice]) -> dict[str, ModelPrice]:
+        if any(not name.strip() for name in value):
+            raise ValueError("LLM_PRICES: a model name is empty")
+        return value
 
     @model_validator(mode="after")
     def _backoff_bounds(self) -> ExtractionSettings:
