@@ -13,7 +13,7 @@ from fastapi import APIRouter, Request, Response, status
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
-from invoice_service import __version__, circuit_report
+from invoice_service import __version__, circuit_report, queue_metrics
 from invoice_service.deps import StateDep
 from invoice_service.metrics import render_metrics
 
@@ -119,9 +119,12 @@ def metrics_allowed(request: Request, networks: list[str]) -> bool:
 
 @router.get("/metrics", response_class=Response, include_in_schema=False)
 async def metrics(request: Request, state: StateDep) -> Response:
-    """Prometheus exposition (every API process's values when PROMETHEUS_MULTIPROC_DIR is set), for
-    the host's own scrapers only (METRICS_NETWORKS); anyone else gets the 404 of an unknown path."""
+    """Prometheus exposition (every API process's values when PROMETHEUS_MULTIPROC_DIR is set), plus
+    the job queue's gauges read from PostgreSQL now (absent when the database does not answer within
+    2 s), for the host's own scrapers only (METRICS_NETWORKS); anyone else gets the 404 of an unknown
+    path."""
     if not metrics_allowed(request, state.settings.METRICS_NETWORKS):
         return JSONResponse({"detail": "Not Found"}, status_code=status.HTTP_404_NOT_FOUND)
+    queue = await queue_metrics.exposition(state.read_engine, CHECK_TIMEOUT_SECONDS)
     body, content_type = render_metrics()
-    return Response(content=body, media_type=content_type)
+    return Response(content=body + queue, media_type=content_type)
