@@ -152,7 +152,8 @@ def test_the_shipped_defaults_give_the_seeds_8gb_table() -> None:
     """The shares ship as percents and the pools as derived, and at 8 GB / 2 vCPUs they are seed 000's
     table: postgres 2 GB, redis 256 MB, api 2.5 GB, worker 1 GB, proxy 256 MB, OS 1 GB with the proxy
     (monitoring 320 MB, the rest 448 MB), 1.25 GB free; 2 API workers with 10 + 5 connections each,
-    1 worker process with 2 jobs and 10 connections, max_connections 50. Only the headroom's floor differs: 15 % instead of 10 %."""
+    1 worker process with 2 jobs and 10 connections, max_connections 50. Only the headroom's floor
+    differs: 15 % instead of 10 %."""
     plan = make_plan(shipped())
     seed = make_plan(DEFAULT)
     assert plan["headroom_min_mb"] == 1228
