@@ -443,13 +443,13 @@ def ssh_login(
 WEBHOOK_PORT = 8766
 WEBHOOK_RECORD = "/var/tmp/webhook-posts.jsonl"
 _WEBHOOK_SERVER = """
-import http.server, json
+import http.server, json, time
 
 class Handler(http.server.BaseHTTPRequestHandler):
     def do_POST(self):
         body = self.rfile.read(int(self.headers["Content-Length"])).decode()
         record = {{"path": self.path, "title": self.headers["Title"], "priority": self.headers["Priority"],
-                   "body": body}}
+                   "body": body, "at": time.time()}}
         with open("{record}", "a") as out:
             out.write(json.dumps(record) + "\\n")
         self.send_response(200)

@@ -1,4 +1,5 @@
-"""toolkit-healthcheck: how each check judges what the system reports, and when alert mode alerts."""
+"""toolkit-healthcheck: how each check judges what the system reports, what it reads from Prometheus,
+and the metrics its timer writes for the node exporter."""
 
 from __future__ import annotations
 
@@ -235,30 +236,70 @@ def test_exit_code_is_1_only_on_a_fail() -> None:
     assert hc.exit_code([hc.Result("a", "PASS", ""), hc.Result("b", "FAIL", "")]) == 1
 
 
-def test_alert_once_per_failing_set_and_interval() -> None:
-    first = hc.decide(None, ["disk"], 1000.0, 3600)
-    assert first.action == "alert"
-    assert hc.decide(first.state, ["disk"], 2000.0, 3600).action is None
-    assert hc.decide(first.state, ["disk"], 1000.0 + 3600, 3600).action == "alert"
-    # A different failing set is news at once.
-    changed = hc.decide(first.state, ["backup", "disk"], 1100.0, 3600)
-    assert changed.action == "alert"
-    assert changed.state["failing"] == ["backup", "disk"]
+def _alert(name: str, severity: str, state: str = "firing", summary: str = "") -> dict[str, object]:
+    return {
+        "labels": {"alertname": name, "severity": severity},
+        "annotations": {"summary": summary or f"{name} summary"},
+        "state": state,
+    }
 
 
-def test_recovery_is_said_once() -> None:
-    recovered = hc.decide({"failing": ["disk"], "sent": 1.0}, [], 50.0, 3600)
-    assert recovered.action == "recovery"
-    assert hc.decide(recovered.state, [], 60.0, 3600).action is None
-    assert hc.decide(None, [], 60.0, 3600).action is None
+def test_alerts_fail_on_a_critical_one_warn_on_a_warning_and_ignore_the_watchdog() -> None:
+    quiet = {"data": {"alerts": [_alert("Watchdog", "none"), _alert("DiskFull", "critical", "pending")]}}
+    assert hc.alerts_result(quiet) == hc.Result("alerts", "PASS", "no alert firing (1 pending)")
+    warning = {"data": {"alerts": [_alert("Watchdog", "none"), _alert("ProviderCircuitOpen", "warning")]}}
+    assert hc.alerts_result(warning) == hc.Result(
+        "alerts", "WARN", "firing: ProviderCircuitOpen (warning): ProviderCircuitOpen summary"
+    )
+    both = {
+        "data": {
+            "alerts": [
+                _alert("ProviderCircuitOpen", "warning"),
+                _alert("DiskFull", "critical", summary="/ 91%"),
+            ]
+        }
+    }
+    result = hc.alerts_result(both)
+    assert result.status == "FAIL"
+    assert result.detail.endswith("; DiskFull (critical): / 91%")
 
 
-def test_alert_text_names_the_failing_checks() -> None:
-    results = [hc.Result("disk", "FAIL", "above 80%: / 91%"), hc.Result("units", "PASS", "none")]
-    title, body = hc.alert_text(results, "vps1", "alert")
-    assert title == "toolkit health on vps1: FAIL disk"
-    assert body.splitlines()[0] == "FAIL disk      above 80%: / 91%"
-    assert hc.alert_text(results, "vps1", "recovery")[0] == "toolkit health on vps1: all checks pass again"
+def test_spend_is_the_last_24_hours_against_the_budget() -> None:
+    def payload(value: str) -> dict[str, object]:
+        return {"data": {"result": [{"metric": {}, "value": [1700000000, value]}]}}
+
+    assert hc.spend_result(payload("3.456"), 10) == hc.Result(
+        "spend", "PASS", "LLM spend in the last 24 h: $3.46 (budget $10)"
+    )
+    assert hc.spend_result(payload("12.5"), 10).status == "WARN"
+    assert hc.spend_result({"data": {"result": []}}, 10).detail.startswith(
+        "LLM spend in the last 24 h: $0.00"
+    )
+
+
+def test_prometheus_unreachable_fails_alerts_and_leaves_spend_unknown() -> None:
+    settings = hc.Settings(prometheus_url=f"http://127.0.0.1:{_free_port()}")
+    alerts = hc.check_alerts(settings)
+    assert alerts.status == "FAIL"
+    assert alerts.detail.startswith(f"Prometheus at {settings.prometheus_url} did not answer")
+    assert hc.check_spend(settings).status == "WARN"
+
+
+def test_textfile_holds_what_no_exporter_measures() -> None:
+    text = hc.textfile_metrics((1700000123.0, False), True, 2)
+    values = {line.split()[0]: line.split()[1] for line in text.splitlines() if not line.startswith("#")}
+    assert values == {
+        "toolkit_backup_newest_timestamp_seconds": "1700000123.0",
+        "toolkit_backup_pending": "0",
+        "toolkit_drill_failed": "1",
+        "toolkit_units_failed": "2",
+    }
+    assert "# TYPE toolkit_units_failed gauge" in text
+    # A host without backups (an app host of the two-host layout) writes only its units.
+    assert hc.textfile_metrics(None, None, 0) == (
+        "# HELP toolkit_units_failed systemd units in the failed state (ignored ones left out).\n"
+        "# TYPE toolkit_units_failed gauge\ntoolkit_units_failed 0\n"
+    )
 
 
 def test_settings_refuse_unknown_checks(tmp_path: Path) -> None:
@@ -340,27 +381,18 @@ def test_command_line_prints_lines_json_and_exit_code(
     ]
 
 
-def test_alert_mode_saves_state_only_after_delivery(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    sent: list[str] = []
-    delivered = [False]
-
-    def fake_send(_results: list[object], action: str) -> bool:
-        sent.append(action)
-        return delivered[0]
-
-    monkeypatch.setattr(hc, "send_alert", fake_send)
-    settings = hc.Settings(state_file=str(tmp_path / "state" / "alert.json"))
-    failing = [hc.Result("disk", "FAIL", "full")]
-    assert hc.alert(settings, failing) == 1
-    assert not (tmp_path / "state" / "alert.json").exists()
-    delivered[0] = True
-    assert hc.alert(settings, failing) == 0
-    assert hc.alert(settings, failing) == 0
-    assert hc.alert(settings, [hc.Result("disk", "PASS", "fine")]) == 0
-    assert sent == ["alert", "alert", "recovery"]
-    assert "sent recovery (all pass)" in capsys.readouterr().out
+def test_textfile_mode_writes_the_metrics_atomically(tmp_path: Path) -> None:
+    backup_dir = tmp_path / "backups"
+    (backup_dir / "20261125T100000Z").mkdir(parents=True)
+    (backup_dir / "20261125T100000Z" / "manifest.json").write_text("{}")
+    config = tmp_path / "healthcheck.json"
+    config.write_text(json.dumps({"checks": ["backup"], "backup_dir": str(backup_dir)}))
+    out = tmp_path / "toolkit.prom"
+    assert hc.main(["--config", str(config), "--textfile", str(out)]) == 0
+    expected = dt.datetime(2026, 11, 25, 10, 0, tzinfo=dt.UTC).timestamp()
+    assert f"toolkit_backup_newest_timestamp_seconds {expected!r}" in out.read_text()
+    assert "toolkit_backup_pending 0" in out.read_text()
+    assert [path.name for path in tmp_path.iterdir() if path.name.startswith(".")] == []
 
 
 # --- wal: WAL archiving for point-in-time recovery (pg_stat_archiver's row, as WAL_SQL prints it) ---

@@ -1,15 +1,19 @@
 """What the alerting and monitoring roles promise, checked on the converged Debian 13 host.
 
 Converge left no API, PostgreSQL or Redis on the hosts (those checks must FAIL and say why), the
-timer's checks set to providers, disk, backup, drill, tls and units, the disk check pointed at
-/mnt/toolkit-small-disk (a 2 MB tmpfs the tests mount and fill), and alerts going to
-http://127.0.0.1:8766/toolkit-alerts, where the tests start a listener that records each POST.
+checks set to providers, disk, backup, drill, tls, units and alerts, the disk check pointed at
+/mnt/toolkit-small-disk (a 2 MB tmpfs the tests mount and fill: the node exporter sees it, the
+DiskFull rule watches tmpfs under /mnt), Prometheus and Alertmanager at test speed (alerts fire
+10 s after their condition, repeat every minute), and alerts going to
+http://127.0.0.1:8766/toolkit-alerts (the dead man's switch to /deadman), where the tests start a
+listener that records each POST.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -17,7 +21,13 @@ from conftest import WEBHOOK_PORT, WEBHOOK_RECORD, webhook_posts
 
 SMALL_DISK = "/mnt/toolkit-small-disk"
 BACKUP_DIR = "/var/backups/toolkit"
-STATE = "/var/lib/toolkit/healthcheck-alert.json"
+STACK = (
+    "prometheus",
+    "prometheus-alertmanager",
+    "prometheus-node-exporter",
+    "prometheus-blackbox-exporter",
+    "toolkit-alert-relay",
+)
 
 
 def _set_name(hours_ago: float) -> str:
@@ -48,9 +58,10 @@ def healthy(host) -> Iterator[None]:
     """A host on which every timer check passes: empty small disk, a fresh backup, no failed unit."""
     if host.run(f"mountpoint -q {SMALL_DISK}").rc != 0:
         host.check_output(f"mkdir -p {SMALL_DISK} && mount -t tmpfs -o size=2M toolkit-test {SMALL_DISK}")
-    host.check_output(f"rm -rf {SMALL_DISK}/* {BACKUP_DIR} {STATE} {WEBHOOK_RECORD}")
+    host.check_output(f"rm -rf {SMALL_DISK}/* {BACKUP_DIR} {WEBHOOK_RECORD}")
     _make_backup_set(host, 1)
     host.run("systemctl reset-failed")
+    host.check_output("systemctl start toolkit-healthcheck.service")
     yield
     host.run(f"rm -rf {SMALL_DISK}/*")
     host.run("systemctl reset-failed")
@@ -71,7 +82,9 @@ def test_timer_is_enabled_on_its_interval(host) -> None:
     assert (
         host.check_output("systemctl show toolkit-healthcheck.service -p ExecStart")
         .split("argv[]=")[1]
-        .startswith("/usr/local/sbin/toolkit-healthcheck --alert ")
+        .startswith(
+            "/usr/local/sbin/toolkit-healthcheck --textfile /var/lib/prometheus/node-exporter/toolkit.prom "
+        )
     )
 
 
@@ -110,6 +123,8 @@ def test_an_unreachable_provider_only_warns(host) -> None:
 
 
 def test_healthy_host_passes_with_exit_code_0(host, healthy: None) -> None:
+    # An alert a fixed fault left firing resolves at Prometheus's next evaluations.
+    _wait_for(lambda: host.run("toolkit-healthcheck --only alerts").rc == 0, 60, "no alert firing")
     run = host.run("toolkit-healthcheck")
     assert run.rc == 0, run.stdout + run.stderr
     statuses = {line.split()[1]: line.split()[0] for line in run.stdout.splitlines()}
@@ -120,6 +135,7 @@ def test_healthy_host_passes_with_exit_code_0(host, healthy: None) -> None:
         "drill": "SKIP",
         "tls": "SKIP",
         "units": "PASS",
+        "alerts": "PASS",
     }, run.stdout
     assert "not checked: no TLS endpoint on 127.0.0.1:443" in run.stdout
     report = json.loads(host.check_output("toolkit-healthcheck --json"))
@@ -131,6 +147,7 @@ def test_healthy_host_passes_with_exit_code_0(host, healthy: None) -> None:
         "drill",
         "tls",
         "units",
+        "alerts",
     ]
 
 
@@ -140,74 +157,158 @@ def test_unknown_check_name_is_refused(host) -> None:
     assert "unknown check dsik" in run.stderr
 
 
-def test_full_disk_alerts_once_then_recovers(host, listener: str) -> None:
-    host.run(f"dd if=/dev/zero of={SMALL_DISK}/fill bs=64k count=64")  # ENOSPC at 2 MB is expected
-    check = host.run("toolkit-healthcheck --only disk")
-    assert check.rc == 1
-    assert check.stdout.startswith(f"FAIL disk      above 80%: {SMALL_DISK} 100%"), check.stdout
-
-    since = host.check_output("date '+%Y-%m-%d %H:%M:%S'")
-    output = _timer_run(host)
-    assert "sent alert (disk)" in output, output
-    posts = webhook_posts(host)
-    assert len(posts) == 1, posts
-    assert posts[0]["path"] == "/toolkit-alerts"
-    assert posts[0]["title"].endswith(": FAIL disk")
-    assert posts[0]["priority"] == "high"
-    assert f"FAIL disk      above 80%: {SMALL_DISK} 100%" in posts[0]["body"]
-    errors = host.check_output(f"journalctl -t toolkit-alert -p err --since '{since}' --no-pager -o cat")
-    assert "ALERT toolkit health on" in errors
-
-    # Rate limit: the same failing set within the hour sends nothing new.
-    output = _timer_run(host)
-    assert "no alert (still failing, already sent)" in output, output
-    assert len(webhook_posts(host)) == 1
-
-    # Recovery: one message when all checks pass again, then silence.
-    host.check_output(f"rm -f {SMALL_DISK}/fill")
-    _timer_run(host)
-    posts = webhook_posts(host)
-    assert len(posts) == 2, posts
-    assert posts[1]["title"].endswith(": all checks pass again")
-    assert posts[1]["priority"] == "default"
-    _timer_run(host)
-    assert len(webhook_posts(host)) == 2
+def _textfile(host) -> None:
+    """Write the healthcheck's metrics now (the unit the timer runs)."""
+    host.check_output("systemctl start toolkit-healthcheck.service")
 
 
-def test_the_same_failure_alerts_again_after_the_repeat_interval(host, listener: str) -> None:
-    host.run(f"dd if=/dev/zero of={SMALL_DISK}/fill bs=64k count=64")
-    _timer_run(host)
-    assert len(webhook_posts(host)) == 1
-    # As if the alert had been sent 61 minutes ago (monitoring_alert_repeat_seconds = 3600).
-    host.check_output(f"""python3 -c 'import json, time; p = "{STATE}"; s = json.load(open(p));
-s["sent"] = time.time() - 3660; json.dump(s, open(p, "w"))'""")
-    _timer_run(host)
-    assert len(webhook_posts(host)) == 2
+def _prometheus(host, path: str) -> dict:
+    return json.loads(host.check_output(f"curl -sf 'http://127.0.0.1:9090{path}'"))
 
 
-def test_stale_backup_alerts(host, listener: str) -> None:
+def _alert_posts(host, name: str, status: str = "") -> list[dict]:
+    """The posts toolkit-alert sent about alert ``name`` (FIRING: critical/warning titles; RESOLVED)."""
+    posts = [post for post in webhook_posts(host) if post["path"] == "/toolkit-alerts"]
+    found = [post for post in posts if f" {name} on " in post["title"]]
+    if status == "RESOLVED":
+        return [post for post in found if post["title"].startswith("RESOLVED ")]
+    if status == "FIRING":
+        return [post for post in found if not post["title"].startswith("RESOLVED ")]
+    return found
+
+
+def _wait_for(predicate, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(2)
+    raise AssertionError(f"not within {timeout:.0f} s: {what}")
+
+
+def test_the_stack_runs_on_loopback_only_in_its_slice(host) -> None:
+    for unit in STACK:
+        service = host.service(unit)
+        assert service.is_running, unit
+        assert service.is_enabled, unit
+        slice_name = host.check_output(f"systemctl show -p Slice --value {unit}")
+        assert slice_name == "toolkit-monitoring.slice", unit
+    listening = host.check_output("ss -Hltn")
+    for port in (9090, 9093, 9095, 9100, 9115):
+        sockets = [line.split()[3] for line in listening.splitlines() if line.split()[3].endswith(f":{port}")]
+        assert sockets == [f"127.0.0.1:{port}"], (port, listening)
+    # Alertmanager's cluster port is off: nothing on 9094.
+    assert ":9094 " not in listening
+
+
+def test_the_stack_stays_within_its_share(host) -> None:
+    """The budget's monitoring share (320 MB on the shipped 8 GB budget) is the slice's MemoryMax;
+    what the stack uses is printed for the closing note."""
+    memory_max = int(host.check_output("systemctl show -p MemoryMax --value toolkit-monitoring.slice"))
+    assert memory_max == 320 * 1024 * 1024
+    current = int(host.check_output("systemctl show -p MemoryCurrent --value toolkit-monitoring.slice"))
+    print(f"toolkit-monitoring.slice: {current / 1048576:.1f} MiB in use of {memory_max / 1048576:.0f} MiB")
+    assert 0 < current < memory_max * 0.8
+
+
+def test_prometheus_scrapes_every_target_and_loads_the_rules(host) -> None:
+    _wait_for(
+        lambda: all(
+            t["health"] == "up" for t in _prometheus(host, "/api/v1/targets")["data"]["activeTargets"]
+        ),
+        60,
+        "every target up",
+    )
+    jobs = {t["labels"]["job"] for t in _prometheus(host, "/api/v1/targets")["data"]["activeTargets"]}
+    assert jobs == {"prometheus", "alertmanager", "node", "blackbox"}, jobs
+    rules = _prometheus(host, "/api/v1/rules")["data"]["groups"]
+    names = {rule["name"] for group in rules for rule in group["rules"]}
+    assert {"DiskFull", "BackupTooOld", "SystemdUnitFailed", "Watchdog", "PostgresDown"} <= names
+
+
+def test_the_watchdog_reaches_the_dead_mans_switch_only(host, listener: str) -> None:
+    _wait_for(
+        lambda: len([p for p in webhook_posts(host) if p["path"] == "/deadman"]) >= 2,
+        90,
+        "two Watchdog notifications on /deadman (every 20 s)",
+    )
+    deadman = [p for p in webhook_posts(host) if p["path"] == "/deadman"]
+    assert '"alertname":"Watchdog"' in deadman[0]["body"]
+    assert not _alert_posts(host, "Watchdog"), "the Watchdog must not reach the alert channel"
+
+
+def test_each_alert_is_sent_once_per_repeat_and_resolved_and_a_flapping_one_resends_nothing_else(
+    host, listener: str
+) -> None:
+    """A full disk and a stale backup fire together, each its own group: each reaches the webhook
+    once, again after the repeat interval (1 min here), and once RESOLVED after its fix; meanwhile a
+    failed unit flaps (fails, recovers, fails again) without re-sending either of them."""
     host.check_output(f"rm -rf {BACKUP_DIR}/*")
-    name = _make_backup_set(host, 30)
-    check = host.run("toolkit-healthcheck --only backup")
-    assert check.rc == 1
-    assert f"FAIL backup    newest set {name} is 30.0 h old (more than 26 h)" in check.stdout
-    _timer_run(host)
-    posts = webhook_posts(host)
-    assert len(posts) == 1, posts
-    assert posts[0]["title"].endswith(": FAIL backup")
-    assert "more than 26 h" in posts[0]["body"]
+    _make_backup_set(host, 30)
+    host.run(f"dd if=/dev/zero of={SMALL_DISK}/fill bs=64k count=64")  # ENOSPC at 2 MB is expected
+    _textfile(host)
+    _wait_for(lambda: _alert_posts(host, "DiskFull", "FIRING"), 90, "DiskFull sent")
+    _wait_for(lambda: _alert_posts(host, "BackupTooOld", "FIRING"), 60, "BackupTooOld sent")
+    first_disk = time.monotonic()
+    disk = _alert_posts(host, "DiskFull", "FIRING")[0]
+    assert disk["title"].startswith("CRITICAL DiskFull on "), disk
+    assert f"File system {SMALL_DISK}" in disk["body"], disk
+    assert "% full" in disk["body"], disk
+    assert disk["priority"] == "urgent"
+    assert "docs/MONITORING.md#diskfull" in disk["body"]
+    backup = _alert_posts(host, "BackupTooOld", "FIRING")[0]
+    assert "more than 26 h" in backup["body"] or "26" in backup["title"], backup
+
+    # The flapping check: a unit fails, recovers, fails again.
+    for _ in range(2):
+        host.run("systemd-run --unit toolkit-test-broken --property=Type=oneshot false")
+        _textfile(host)
+        count = len(_alert_posts(host, "SystemdUnitFailed", "FIRING"))
+        _wait_for(
+            lambda c=count: len(_alert_posts(host, "SystemdUnitFailed", "FIRING")) > c, 60, "unit alert"
+        )
+        host.run("systemctl reset-failed toolkit-test-broken.service")
+        _textfile(host)
+        count = len(_alert_posts(host, "SystemdUnitFailed", "RESOLVED"))
+        _wait_for(
+            lambda c=count: len(_alert_posts(host, "SystemdUnitFailed", "RESOLVED")) > c, 60, "unit resolved"
+        )
+    assert "toolkit-test-broken.service" not in "".join(p["body"] for p in _alert_posts(host, "DiskFull"))
+
+    # Within the repeat interval: still one each, however the unit flapped.
+    if time.monotonic() - first_disk < 50:
+        assert len(_alert_posts(host, "DiskFull", "FIRING")) == 1
+        assert len(_alert_posts(host, "BackupTooOld", "FIRING")) == 1
+    # After it: sent again, once.
+    _wait_for(lambda: len(_alert_posts(host, "DiskFull", "FIRING")) == 2, 100, "DiskFull repeated")
+    elapsed = time.monotonic() - first_disk
+    assert elapsed >= 50, f"DiskFull repeated after {elapsed:.0f} s, before the 1 min repeat interval"
+
+    # The fixes: one RESOLVED each, then silence.
+    host.check_output(f"rm -f {SMALL_DISK}/fill")
+    _make_backup_set(host, 1)
+    _textfile(host)
+    _wait_for(lambda: _alert_posts(host, "DiskFull", "RESOLVED"), 60, "DiskFull resolved")
+    _wait_for(lambda: _alert_posts(host, "BackupTooOld", "RESOLVED"), 60, "BackupTooOld resolved")
+    assert _alert_posts(host, "DiskFull", "RESOLVED")[0]["priority"] == "default"
+    firing = len(_alert_posts(host, "DiskFull", "FIRING"))
+    time.sleep(20)
+    assert len(_alert_posts(host, "DiskFull", "FIRING")) == firing
+    assert len(_alert_posts(host, "DiskFull", "RESOLVED")) == 1
+    assert len(_alert_posts(host, "BackupTooOld", "RESOLVED")) == 1
 
 
-def test_failed_unit_alerts(host, listener: str) -> None:
-    host.run("systemd-run --unit toolkit-test-broken --property=Type=oneshot false")
-    check = host.run("toolkit-healthcheck --only units")
-    assert check.rc == 1
-    assert "FAIL units     failed: toolkit-test-broken.service" in check.stdout
-    _timer_run(host)
-    posts = webhook_posts(host)
-    assert len(posts) == 1, posts
-    assert posts[0]["title"].endswith(": FAIL units")
-    assert "toolkit-test-broken.service" in posts[0]["body"]
+def test_the_healthcheck_shows_what_prometheus_has_firing(host, healthy: None) -> None:
+    host.run(f"dd if=/dev/zero of={SMALL_DISK}/fill bs=64k count=64")
+    _wait_for(
+        lambda: host.run("toolkit-healthcheck --only alerts").rc == 1,
+        90,
+        "toolkit-healthcheck --only alerts failing on DiskFull",
+    )
+    run = host.run("toolkit-healthcheck --only alerts")
+    assert run.stdout.startswith("FAIL alerts    firing: "), run.stdout
+    assert f"DiskFull (critical): File system {SMALL_DISK} on " in run.stdout
+    assert "Watchdog" not in run.stdout
 
 
 def test_logrotate_rotates_on_a_timer(host) -> None:

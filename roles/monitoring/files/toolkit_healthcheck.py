@@ -7,9 +7,13 @@ from /etc/toolkit/healthcheck.json (root only: it holds the Redis password).
     toolkit-healthcheck                    every enabled check, one line each
     toolkit-healthcheck --only api,redis   just these checks (the deploy gate uses --only api)
     toolkit-healthcheck --json             the same results as JSON
-    toolkit-healthcheck --alert            run by toolkit-healthcheck.timer: alert through
-                                           toolkit-alert when checks FAIL (once per failing set
-                                           and repeat interval), and once when all pass again
+    toolkit-healthcheck --textfile FILE    run by toolkit-healthcheck.timer: write what no exporter
+                                           measures (backups, the restore drill, failed units) as
+                                           Prometheus metrics for the node exporter's textfile
+                                           collector; Prometheus's rules and Alertmanager alert
+
+The alerts check asks Prometheus which alerts fire (Alertmanager sends them; this only shows them),
+the spend check what the LLM providers cost in the last 24 hours.
 
 WARN (provider unreachable; no backup yet before the backup timer's first run) and SKIP (nothing
 to check) never make the exit code non-zero.
@@ -30,6 +34,7 @@ import subprocess
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
@@ -38,7 +43,21 @@ from typing import Any
 
 DEFAULT_CONFIG = Path("/etc/toolkit/healthcheck.json")
 PASS, WARN, FAIL, SKIP = "PASS", "WARN", "FAIL", "SKIP"
-CHECKS = ("api", "postgres", "redis", "providers", "memory", "disk", "backup", "wal", "drill", "tls", "units")
+CHECKS = (
+    "api",
+    "postgres",
+    "redis",
+    "providers",
+    "memory",
+    "disk",
+    "backup",
+    "wal",
+    "drill",
+    "tls",
+    "units",
+    "alerts",
+    "spend",
+)
 SET_NAME = re.compile(r"^\d{8}T\d{6}Z$")
 SET_TIME_FORMAT = "%Y%m%dT%H%M%SZ"
 # A backup set named more than this after the clock is "in the future" (the clock jumped).
@@ -114,8 +133,8 @@ class Settings:
     tls_port: int = 443
     tls_min_days: float = 14.0
     units_ignore: tuple[str, ...] = field(default_factory=tuple)
-    alert_repeat_seconds: float = 3600.0
-    state_file: str = "/var/lib/toolkit/healthcheck-alert.json"
+    prometheus_url: str = "http://127.0.0.1:9090"
+    llm_daily_budget_usd: float = 10.0
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> Settings:
@@ -414,36 +433,80 @@ def exit_code(results: Iterable[Result]) -> int:
     return 1 if any(result.status == FAIL for result in results) else 0
 
 
-@dataclass(frozen=True)
-class Decision:
-    """What alert mode does after a run: send nothing, an alert, or a recovery message."""
-
-    action: str | None
-    state: dict[str, Any]
+# Firing alerts as Prometheus's /api/v1/alerts lists them; Watchdog always fires (the dead man's switch).
+ALWAYS_FIRING = frozenset(["Watchdog"])
 
 
-def decide(state: dict[str, Any] | None, failing: list[str], now: float, repeat_seconds: float) -> Decision:
-    """Alert once per failing set and repeat interval; say so once when everything passes again."""
-    state = state or {}
-    before = sorted(state.get("failing") or [])
-    failing = sorted(failing)
-    if failing:
-        if failing == before and now - float(state.get("sent", 0)) < repeat_seconds:
-            return Decision(None, state)
-        return Decision("alert", {"failing": failing, "sent": now})
-    if before:
-        return Decision("recovery", {"failing": [], "sent": now})
-    return Decision(None, state)
+def alerts_result(payload: dict[str, Any]) -> Result:
+    """Judge Prometheus's alerts: a firing critical one FAILs, a firing warning WARNs."""
+    alerts = (payload.get("data") or {}).get("alerts") or []
+    firing = [
+        alert
+        for alert in alerts
+        if alert.get("state") == "firing"
+        and (alert.get("labels") or {}).get("alertname") not in ALWAYS_FIRING
+    ]
+    pending = [alert for alert in alerts if alert.get("state") == "pending"]
+    if not firing:
+        detail = "no alert firing" + (f" ({len(pending)} pending)" if pending else "")
+        return Result("alerts", PASS, detail)
+
+    def shown(alert: dict[str, Any]) -> str:
+        labels = alert.get("labels") or {}
+        summary = (alert.get("annotations") or {}).get("summary", "")
+        return f"{labels.get('alertname', '?')} ({labels.get('severity', '?')}): {summary}".strip()
+
+    text = "; ".join(shown(alert) for alert in firing)
+    critical = any((alert.get("labels") or {}).get("severity") == "critical" for alert in firing)
+    return Result("alerts", FAIL if critical else WARN, f"firing: {text}")
 
 
-def alert_text(results: list[Result], host: str, action: str) -> tuple[str, str]:
-    """Title and body of the alert (or recovery) message."""
-    failing = [result.name for result in results if result.status == FAIL]
-    if action == "alert":
-        title = f"toolkit health on {host}: FAIL {', '.join(failing)}"
-    else:
-        title = f"toolkit health on {host}: all checks pass again"
-    return title, "\n".join(result.line() for result in results)
+SPEND_QUERY = "sum(increase(llm_cost_usd_total[24h]))"
+
+
+def spend_result(payload: dict[str, Any], budget_usd: float) -> Result:
+    """The LLM providers' spend over the last 24 hours (Prometheus's instant query of SPEND_QUERY)."""
+    results = (payload.get("data") or {}).get("result") or []
+    if not results:
+        return Result(
+            "spend", PASS, f"LLM spend in the last 24 h: $0.00 (no priced call; budget ${budget_usd:g})"
+        )
+    spent = float(results[0]["value"][1])
+    detail = f"LLM spend in the last 24 h: ${spent:.2f} (budget ${budget_usd:g})"
+    return Result("spend", WARN if spent > budget_usd else PASS, detail)
+
+
+def textfile_metrics(
+    backup: tuple[float, bool] | None, drill_failed: bool | None, units_failed: int | None
+) -> str:
+    """The node exporter textfile: what no exporter measures, for the alert rules (toolkit.rules.yml).
+
+    ``backup`` is (the newest complete set's start as a Unix time, 0 for none; whether the backup
+    timer has yet to run the first time); None leaves out what this host does not have."""
+    lines: list[str] = []
+
+    def metric(name: str, help_text: str, value: float) -> None:
+        lines.extend([f"# HELP {name} {help_text}", f"# TYPE {name} gauge", f"{name} {value!r}"])
+
+    if backup is not None:
+        newest, pending = backup
+        metric(
+            "toolkit_backup_newest_timestamp_seconds",
+            "Start of the newest complete backup set (0: none).",
+            newest,
+        )
+        metric(
+            "toolkit_backup_pending",
+            "1 before the backup timer's first run (no set expected yet).",
+            int(pending),
+        )
+    if drill_failed is not None:
+        metric("toolkit_drill_failed", "1 while the restore drill's unit is failed.", int(drill_failed))
+    if units_failed is not None:
+        metric(
+            "toolkit_units_failed", "systemd units in the failed state (ignored ones left out).", units_failed
+        )
+    return "\n".join(lines) + "\n"
 
 
 # --- Checks that talk to the system ---------------------------------------------------------------
@@ -614,6 +677,31 @@ def check_tls(settings: Settings) -> Result:
     )
 
 
+def prometheus_get(settings: Settings, path: str, **params: str) -> dict[str, Any]:
+    url = settings.prometheus_url.rstrip("/") + path
+    if params:
+        url += "?" + urllib.parse.urlencode(params)
+    with urllib.request.urlopen(url, timeout=5) as answer:
+        return dict(json.load(answer))
+
+
+def check_alerts(settings: Settings) -> Result:
+    try:
+        return alerts_result(prometheus_get(settings, "/api/v1/alerts"))
+    except (urllib.error.URLError, OSError, ValueError) as error:
+        return Result("alerts", FAIL, f"Prometheus at {settings.prometheus_url} did not answer: {error}")
+
+
+def check_spend(settings: Settings) -> Result:
+    try:
+        payload = prometheus_get(settings, "/api/v1/query", query=SPEND_QUERY)
+    except (urllib.error.URLError, OSError, ValueError) as error:
+        return Result(
+            "spend", WARN, f"not known: Prometheus at {settings.prometheus_url} did not answer: {error}"
+        )
+    return spend_result(payload, settings.llm_daily_budget_usd)
+
+
 RUNNERS: dict[str, Callable[[Settings], Result]] = {
     "api": check_api,
     "postgres": check_postgres,
@@ -626,6 +714,8 @@ RUNNERS: dict[str, Callable[[Settings], Result]] = {
     "wal": check_wal,
     "tls": check_tls,
     "units": check_units,
+    "alerts": check_alerts,
+    "spend": check_spend,
 }
 
 
@@ -639,34 +729,49 @@ def run_checks(settings: Settings, names: list[str]) -> list[Result]:
     return results
 
 
-def send_alert(results: list[Result], action: str) -> bool:
-    title, body = alert_text(results, socket.gethostname(), action)
-    command = ["toolkit-alert", "--title", title, "--message", body]
-    if action == "recovery":
-        command += ["--priority", "default", "--tags", "white_check_mark"]
-    done = subprocess.run(command, check=False)
-    return done.returncode == 0
+def backup_state(settings: Settings) -> tuple[float, bool]:
+    """The newest complete set's start (Unix time, 0 for none) and whether the timer is yet to run."""
+    root = Path(settings.backup_dir)
+    sets = (
+        [entry.name for entry in root.iterdir() if (entry / "manifest.json").is_file()]
+        if root.is_dir()
+        else []
+    )
+    times = sorted(moment for moment in map(set_time, sets) if moment is not None)
+    if times:
+        return times[-1].timestamp(), False
+    service = settings.backup_timer.removesuffix(".timer") + ".service"
+    timer_properties = ("ActiveState", "LastTriggerUSec", "NextElapseUSecRealtime")
+    timer = backup_timer_state(
+        systemctl("show", *(f"--property={name}" for name in timer_properties), settings.backup_timer),
+        systemctl("show", "--property=ExecMainStartTimestampMonotonic", service),
+    )
+    return 0.0, timer.pending
 
 
-def alert(settings: Settings, results: list[Result]) -> int:
-    """Alert mode: decide from the saved state, send, and save the new state once delivered."""
-    path = Path(settings.state_file)
-    try:
-        state = json.loads(path.read_text()) if path.is_file() else None
-    except ValueError:
-        state = None
-    failing = [result.name for result in results if result.status == FAIL]
-    decision = decide(state, failing, time.time(), settings.alert_repeat_seconds)
-    if decision.action is None:
-        print(f"toolkit-healthcheck: no alert ({'still failing, already sent' if failing else 'all pass'})")
-        return 0
-    if not send_alert(results, decision.action):
-        print("toolkit-healthcheck: the alert was not delivered; trying again next run", file=sys.stderr)
-        return 1
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(decision.state) + "\n")
-    print(f"toolkit-healthcheck: sent {decision.action} ({', '.join(failing) or 'all pass'})")
-    return 0
+def write_textfile(settings: Settings, path: Path) -> None:
+    """Write the textfile atomically (the collector never reads half a file)."""
+    backup = backup_state(settings) if "backup" in settings.checks else None
+    drill = None
+    if "drill" in settings.checks:
+        loaded = systemctl("show", "-p", "LoadState", "--value", settings.drill_unit) == "loaded"
+        drill = loaded and systemctl("is-failed", settings.drill_unit).strip() == "failed"
+    units = None
+    if "units" in settings.checks:
+        listing = systemctl("list-units", "--state=failed", "--plain", "--no-legend", "--no-pager")
+        # A unit that alerts through toolkit-alert itself (OnFailure=, the backups' and drills') has
+        # said so once already: SystemdUnitFailed would say it again every repeat interval.
+        units = len(
+            [
+                name
+                for name in failed_units(listing, settings.units_ignore)
+                if "toolkit-alert@" not in systemctl("show", "-p", "OnFailure", "--value", name)
+            ]
+        )
+    temporary = path.with_name(f".{path.name}.tmp")
+    temporary.write_text(textfile_metrics(backup, drill, units))
+    temporary.chmod(0o644)
+    temporary.replace(path)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -674,21 +779,24 @@ def main(argv: list[str] | None = None) -> int:
     cli.add_argument("--config", type=Path, default=DEFAULT_CONFIG)
     cli.add_argument("--only", metavar="NAME[,NAME]", help=f"run only these checks ({', '.join(CHECKS)})")
     cli.add_argument("--json", action="store_true", help="print the results as JSON")
-    cli.add_argument("--alert", action="store_true", help="send an alert on FAIL (what the timer runs)")
+    cli.add_argument(
+        "--textfile", type=Path, help="write the metrics for the node exporter (what the timer runs)"
+    )
     args = cli.parse_args(argv)
     try:
         settings = Settings.load(args.config)
         names = selected(args.only, settings.checks)
     except (ValueError, OSError) as error:
         cli.error(str(error))
+    if args.textfile:
+        write_textfile(settings, args.textfile)
+        return 0
     results = run_checks(settings, names)
     if args.json:
         print(json.dumps({"ok": exit_code(results) == 0, "checks": [asdict(r) for r in results]}, indent=2))
     else:
         for result in results:
             print(result.line())
-    if args.alert:
-        return alert(settings, results)
     return exit_code(results)
 
 
