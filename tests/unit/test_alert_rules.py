@@ -2,7 +2,7 @@
 
 The template is rendered with plain jinja2 and the role's defaults, then checked and unit-tested with
 promtool (tests/promtool/toolkit.rules.test.yml): the distribution's own, which
-scripts/get-promtool.sh puts in .local/bin (make rules-test), or $PROMTOOL. Without promtool the
+scripts/get-prometheus-tools.sh puts in .local/bin (make rules-test), or $PROMTOOL. Without promtool the
 promtool tests are skipped, unless PROMTOOL_REQUIRED=1 (make rules-test sets it) makes that a failure.
 """
 
@@ -63,7 +63,7 @@ def promtool_path() -> Path | None:
 def promtool() -> Path:
     path = promtool_path()
     if path is None:
-        message = "no promtool: run scripts/get-promtool.sh (make rules-test) or set PROMTOOL"
+        message = "no promtool: run scripts/get-prometheus-tools.sh (make rules-test) or set PROMTOOL"
         if os.environ.get("PROMTOOL_REQUIRED") == "1":
             pytest.fail(message)
         pytest.skip(message)

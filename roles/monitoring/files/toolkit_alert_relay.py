@@ -38,10 +38,12 @@ class Message:
     tags: str
 
     def command(self) -> list[str]:
+        # The webhook carries the title in an HTTP header: Latin-1 only.
+        title = self.title.encode("latin-1", "replace").decode("latin-1")
         return [
             "toolkit-alert",
             "--title",
-            self.title,
+            title,
             "--message",
             self.text,
             "--priority",

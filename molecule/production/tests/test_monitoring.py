@@ -1,0 +1,106 @@
+"""The monitoring stack on the production inventory's hosts (Debian 12 and 13, over SSH).
+
+site.yml installed Prometheus, the exporters, Alertmanager and toolkit-alert-relay on each host, in
+the budget's monitoring share and on loopback only; the bench speeds Prometheus and Alertmanager up
+(host_vars/_shared/bench.yml) and stands a webhook listener where the operator's ntfy topic would be.
+These tests look at what an operator relies on: every part of the stack scraped, nothing of it
+reachable from another machine, its memory inside its share, and a stopped PostgreSQL reaching the
+webhook as one PostgresDown alert, then one RESOLVED.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from collections.abc import Callable
+
+import pytest
+from conftest import resolve, tcp_state_on
+
+NETWORK = "production-bench"
+LISTENER = "production-alerts"
+# Every scrape job on a host running both parts, with Traefik's image out of the bench's reach
+# (traefik_image_required: false: no traefik job, no certificate probe).
+JOBS = {"prometheus", "alertmanager", "node", "blackbox", "postgres", "redis", "api", "worker", "probe_http"}
+
+
+@pytest.fixture(scope="module")
+def address(host) -> str:
+    return str(resolve(host, "ansible_host"))
+
+
+def _prometheus(host, path: str) -> dict:
+    return json.loads(host.check_output(f"curl -sf 'http://127.0.0.1:9090{path}'"))
+
+
+def _query(host, expression: str) -> list[dict]:
+    return _prometheus(host, f"/api/v1/query?query={expression}")["data"]["result"]
+
+
+def _wait_for(predicate: Callable[[], object], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(3)
+    raise AssertionError(f"not within {timeout:.0f} s: {what}")
+
+
+def _received(title_part: str) -> list[dict]:
+    """The alerts the bench's webhook listener received whose title holds ``title_part``."""
+    logs = subprocess.run(["docker", "logs", LISTENER], capture_output=True, text=True, check=True).stdout
+    alerts = [json.loads(line) for line in logs.splitlines() if line.startswith("{")]
+    return [alert for alert in alerts if title_part in alert["headers"].get("Title", "")]
+
+
+def test_every_part_of_the_stack_is_scraped(host) -> None:
+    def targets() -> list[dict]:
+        return _prometheus(host, "/api/v1/targets")["data"]["activeTargets"]
+
+    _wait_for(lambda: all(target["health"] == "up" for target in targets()), 120, "every target up")
+    assert {target["labels"]["job"] for target in targets()} == JOBS
+    # What each exporter reads: PostgreSQL through the prometheus role (with the toolkit's queries and
+    # WAL archiving on), Redis with its password, the job queue from the API, the worker's metrics.
+    assert _query(host, "pg_up")[0]["value"][1] == "1"
+    assert float(_query(host, "toolkit_pg_connections")[0]["value"][1]) >= 1
+    assert _query(host, "toolkit_pg_archiver_enabled")[0]["value"][1] == "1"
+    assert _query(host, "redis_up")[0]["value"][1] == "1"
+    assert _query(host, "toolkit_jobs_queued")[0]["value"][1] == "0"
+    assert _query(host, 'up{job="worker"}'), "no worker replica scraped"
+
+
+@pytest.mark.parametrize("port", [9090, 9093, 9094, 9095, 9100, 9111, 9115, 9121, 9187])
+def test_no_monitoring_port_answers_from_another_machine(address: str, port: int) -> None:
+    assert tcp_state_on(NETWORK, address, port) != "open", f"port {port} answers from another machine"
+
+
+def test_the_stack_stays_within_its_share(host) -> None:
+    share_mb = int(str(resolve(host, "budget_plan.monitoring_mb")))
+    memory_max = int(host.check_output("systemctl show -p MemoryMax --value toolkit-monitoring.slice"))
+    assert memory_max == share_mb * 1024 * 1024
+    current = int(host.check_output("systemctl show -p MemoryCurrent --value toolkit-monitoring.slice"))
+    print(f"{host.backend.host}: toolkit-monitoring.slice uses {current / 1048576:.1f} MiB of {share_mb} MiB")
+    assert 0 < current < memory_max * 0.8
+
+
+def test_a_stopped_postgresql_alerts_once_then_resolves(host) -> None:
+    name = host.backend.host
+    service = f"postgresql@{resolve(host, 'postgres_version')}-main"
+    title = f"PostgresDown on {name}"
+    before = len(_received(title))
+    host.check_output(f"systemctl stop {service}")
+    try:
+        _wait_for(lambda: len(_received(title)) > before, 180, f"{title} at the webhook")
+    finally:
+        host.check_output(f"systemctl start {service}")
+    fired = _received(title)[before]
+    assert fired["headers"]["Title"].startswith(f"CRITICAL {title}"), fired
+    assert fired["headers"].get("Priority") == "urgent", fired
+    assert "docs/MONITORING.md#postgresdown" in fired["body"], fired
+    _wait_for(lambda: _received(f"RESOLVED {title}"), 120, f"RESOLVED {title}")
+    # One FIRING (the repeat interval is hours) and one RESOLVED for this outage.
+    assert (
+        len([a for a in _received(title) if not a["headers"]["Title"].startswith("RESOLVED")]) == before + 1
+    )
+    _wait_for(lambda: host.run("toolkit-healthcheck --only api,postgres").rc == 0, 120, "the app ready again")
