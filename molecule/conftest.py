@@ -9,6 +9,7 @@ import shlex
 import subprocess
 import time
 import uuid
+import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -364,6 +365,21 @@ def api_call(
             return status, json.loads(answer or "{}")
         time.sleep(min(int(answer_headers.get("Retry-After", "5")), 65))
     pytest.fail(f"{method} {url}: still rate-limited after 5 waits")
+
+
+# A receipt photo the offline OCR reads (the production scenario's files).
+RECEIPT = Path(__file__).resolve().parent / "production" / "files" / "receipt-supermarket.png"
+
+
+def unique_photo() -> bytes:
+    """RECEIPT with a PNG text chunk of its own: the same picture under another hash, so the
+    extraction cache (keyed by the image's sha256) misses and the chain really runs."""
+    png = RECEIPT.read_bytes()
+    data = b"Comment\x00" + uuid.uuid4().hex.encode()
+    chunk = len(data).to_bytes(4, "big") + b"tEXt" + data
+    chunk += zlib.crc32(b"tEXt" + data).to_bytes(4, "big")
+    assert png[-8:-4] == b"IEND", "RECEIPT must end with its IEND chunk"
+    return png[:-12] + chunk + png[-12:]
 
 
 class Client:

@@ -4,8 +4,9 @@ site.yml installed Prometheus, the exporters, Alertmanager and toolkit-alert-rel
 the budget's monitoring share and on loopback only; the bench speeds Prometheus and Alertmanager up
 (host_vars/_shared/bench.yml) and stands a webhook listener where the operator's ntfy topic would be.
 These tests look at what an operator relies on: every part of the stack scraped, nothing of it
-reachable from another machine, its memory inside its share, and a stopped PostgreSQL reaching the
-webhook as one PostgresDown alert, then one RESOLVED.
+reachable from another machine, its memory inside its share, and two outages reaching the webhook
+as one alert each, then one RESOLVED: a stopped PostgreSQL (PostgresDown), and receipts waiting
+with no worker to take them (JobQueueStale).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import time
 from collections.abc import Callable
 
 import pytest
-from conftest import resolve, tcp_state_on
+from conftest import Client, resolve, tcp_state_on, unique_photo
 
 NETWORK = "production-bench"
 LISTENER = "production-alerts"
@@ -100,7 +101,36 @@ def test_a_stopped_postgresql_alerts_once_then_resolves(host) -> None:
     assert "docs/MONITORING.md#postgresdown" in fired["body"], fired
     _wait_for(lambda: _received(f"RESOLVED {title}"), 120, f"RESOLVED {title}")
     # One FIRING (the repeat interval is hours) and one RESOLVED for this outage.
-    assert (
-        len([a for a in _received(title) if not a["headers"]["Title"].startswith("RESOLVED")]) == before + 1
-    )
+    assert len(_firing(title)) == before + 1
     _wait_for(lambda: host.run("toolkit-healthcheck --only api,postgres").rc == 0, 120, "the app ready again")
+
+
+def _firing(title: str) -> list[dict]:
+    return [alert for alert in _received(title) if not alert["headers"]["Title"].startswith("RESOLVED")]
+
+
+def test_a_queue_no_worker_takes_alerts_once_then_resolves(host) -> None:
+    """The workers stopped, a receipt waits: once the oldest due job is older than
+    monitoring_jobs_oldest_age_max_seconds (10 min; the test backdates the job rather than wait),
+    JobQueueStale reaches the webhook; the workers back, the job is done and the alert resolves."""
+    name = host.backend.host
+    title = f"JobQueueStale on {name}"
+    before = len(_firing(title))
+    client = Client(name)
+    database = resolve(host, "postgres_app_database")
+    host.check_output("toolkit-app stop worker")
+    try:
+        invoice_id = client.upload(unique_photo())
+        host.check_output(
+            f"runuser -u postgres -- psql -XAtq -d {database} -c "
+            "\"UPDATE jobs SET run_after = now() - interval '20 minutes' WHERE status = 'queued'\""
+        )
+        _wait_for(lambda: len(_firing(title)) > before, 180, f"{title} at the webhook")
+    finally:
+        host.check_output("toolkit-app start worker")
+    fired = _firing(title)[before]
+    assert fired["headers"]["Title"].startswith(f"CRITICAL {title}"), fired
+    assert "docs/MONITORING.md#jobqueuestale" in fired["body"], fired
+    assert client.wait_until_settled(invoice_id)["status"] == "extracted"
+    _wait_for(lambda: _received(f"RESOLVED {title}"), 120, f"RESOLVED {title}")
+    assert len(_firing(title)) == before + 1

@@ -9,15 +9,11 @@ machine reaches is in test_production.py and test_edge.py.
 from __future__ import annotations
 
 import time
-import uuid
-import zlib
-from pathlib import Path
 
 import pytest
-from conftest import API_URL, Client, api_call
+from conftest import API_URL, Client, api_call, unique_photo
 
-RECEIPT = Path(__file__).resolve().parents[1] / "files" / "receipt-supermarket.png"
-# What the receipt in RECEIPT says (app/tests/extraction/receipt_images.py: SUPERMARKET).
+# What the receipt in conftest.RECEIPT says (app/tests/extraction/receipt_images.py: SUPERMARKET).
 RECEIPT_TOTAL = "200.43"
 RECEIPT_TAX_ID = "11.222.333/0001-81"
 RECEIPT_ITEMS = 8
@@ -25,17 +21,6 @@ WORKER = "invoice-service-worker-1"
 # The worker kill runs on one host: it takes minutes of OCR under a loaded machine, and what it
 # proves (a job claimed by a killed worker is taken again) does not depend on the Debian release.
 KILL_HOST = "production-debian13"
-
-
-def unique_photo() -> bytes:
-    """RECEIPT with a PNG text chunk of its own: the same picture under another hash, so the
-    extraction cache (keyed by the image's sha256) misses and the OCR really runs."""
-    png = RECEIPT.read_bytes()
-    data = b"Comment\x00" + uuid.uuid4().hex.encode()
-    chunk = len(data).to_bytes(4, "big") + b"tEXt" + data
-    chunk += zlib.crc32(b"tEXt" + data).to_bytes(4, "big")
-    assert png[-8:-4] == b"IEND", "RECEIPT must end with its IEND chunk"
-    return png[:-12] + chunk + png[-12:]
 
 
 @pytest.fixture(scope="module")
