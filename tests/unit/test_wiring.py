@@ -166,3 +166,38 @@ def test_group_vars_wire_the_roles_together(inventory: str, host: str) -> None:
         ["172.30.200.0/24"],
         2 * 10 * 1024 * 1024 + 65536,
     ]
+
+
+def test_group_vars_wire_what_the_monitoring_stack_scrapes() -> None:
+    """The monitoring role's targets come from the other roles' ports (defined in group_vars/all, where
+    the monitoring role can read them), per inventory: Traefik is scraped where production runs it."""
+    from test_inventories import resolve
+
+    names = [
+        "monitoring_api_metrics_targets",
+        "monitoring_worker_metrics_targets",
+        "monitoring_traefik_metrics_targets",
+        "monitoring_probe_urls",
+        "monitoring_postgres_enabled",
+        "monitoring_redis_enabled",
+        "monitoring_memory_max_mb",
+        "postgres_monitor_users",
+        "monitoring_postgres_database",
+    ]
+    expected = {
+        "monitoring_api_metrics_targets": ["127.0.0.1:8000"],
+        "monitoring_worker_metrics_targets": ["127.0.0.1:9111"],
+        "monitoring_probe_urls": ["http://127.0.0.1:8000/health/ready"],
+        "monitoring_postgres_enabled": True,
+        "monitoring_redis_enabled": True,
+        "monitoring_memory_max_mb": 320,
+        "postgres_monitor_users": ["prometheus"],
+        "monitoring_postgres_database": "invoice",
+    }
+    for inventory, host, traefik in (("production", "vps1", ["127.0.0.1:8082"]), ("local", "sandbox", [])):
+        resolved = dict(zip(names, resolve(inventory, host, "[" + ", ".join(names) + "]"), strict=True))
+        resolved["monitoring_memory_max_mb"] = int(resolved["monitoring_memory_max_mb"])
+        assert resolved == {**expected, "monitoring_traefik_metrics_targets": traefik}, inventory
+    # Two worker replicas: two ports.
+    two = resolve("production", "vps1", "monitoring_worker_metrics_targets", "-e", "app_worker_replicas=2")
+    assert two == ["127.0.0.1:9111", "127.0.0.1:9112"]
