@@ -85,6 +85,9 @@ def test_the_stack_stays_within_its_share(host) -> None:
     assert 0 < current < memory_max * 0.8
 
 
+# The outages run on one host each: the path an alert takes does not change with the Debian release,
+# and each costs minutes of waiting.
+@pytest.mark.on_host("production-debian12", reason="the alert's path is the same on both releases")
 def test_a_stopped_postgresql_alerts_once_then_resolves(host) -> None:
     name = host.backend.host
     service = f"postgresql@{resolve(host, 'postgres_version')}-main"
@@ -109,6 +112,7 @@ def _firing(title: str) -> list[dict]:
     return [alert for alert in _received(title) if not alert["headers"]["Title"].startswith("RESOLVED")]
 
 
+@pytest.mark.on_host("production-debian13", reason="the alert's path is the same on both releases")
 def test_a_queue_no_worker_takes_alerts_once_then_resolves(host) -> None:
     """The workers stopped, a receipt waits: once the oldest due job is older than
     monitoring_jobs_oldest_age_max_seconds (10 min; the test backdates the job rather than wait),
