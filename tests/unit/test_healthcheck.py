@@ -419,3 +419,30 @@ def test_wal_fails_when_too_many_segments_wait_even_without_a_failure_yet() -> N
 
 def test_wal_is_skipped_with_archiving_off() -> None:
     assert hc.wal_result("off|-1|false||0", 64).status == "SKIP"
+
+
+def test_failed_units_that_alert_themselves_are_not_counted_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A failed backup alerted once through its OnFailure=toolkit-alert@ unit: SystemdUnitFailed must
+    not say it again every repeat interval; a failed unit without such a hook counts."""
+    listing = (
+        "toolkit-backup.service loaded failed failed Toolkit backup\n"
+        "nginx-old.service loaded failed failed Leftover\n"
+    )
+    on_failure = {
+        "toolkit-backup.service": "toolkit-alert@toolkit-backup.service.service",
+        "nginx-old.service": "",
+    }
+
+    def fake_systemctl(*args: str) -> str:
+        if args[0] == "list-units":
+            return listing
+        if args[:3] == ("show", "-p", "OnFailure"):
+            return on_failure[args[-1]]
+        return ""
+
+    monkeypatch.setattr(hc, "systemctl", fake_systemctl)
+    out = tmp_path / "toolkit.prom"
+    hc.write_textfile(hc.Settings(checks=("units",)), out)
+    assert "toolkit_units_failed 1\n" in out.read_text()
