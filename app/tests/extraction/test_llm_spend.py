@@ -3,17 +3,18 @@ chain's llm_* counters and log fields."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from decimal import Decimal
 from typing import Any
 
 import pytest
+from chains import SettingsFactory, chain_of
 from prometheus_client import REGISTRY
 from pydantic import SecretStr, ValidationError
 from pydantic_settings import SettingsError
 
-from invoice_service.extraction import ExtractionChain, ExtractionFailed, build_chain
+from invoice_service.extraction import ExtractionFailed
 from invoice_service.extraction.errors import ProviderResponseError
 from invoice_service.extraction.models import Usage
 from invoice_service.extraction.pricing import ModelPrice, cost_usd
@@ -23,20 +24,9 @@ from invoice_service.extraction.settings import ExtractionSettings
 IMAGE = b"\xff\xd8\xff\xe0 a receipt photo, as far as the fake provider cares"
 KEY = "sk-test-secret-key-0123456789"
 
-SettingsFactory = Callable[..., ExtractionSettings]
-
 
 def metric(name: str, **labels: str) -> float:
     return REGISTRY.get_sample_value(name, labels) or 0.0
-
-
-@asynccontextmanager
-async def chain_of(settings: ExtractionSettings) -> AsyncIterator[ExtractionChain]:
-    chain = build_chain(settings, None)
-    try:
-        yield chain
-    finally:
-        await chain.aclose()
 
 
 @asynccontextmanager

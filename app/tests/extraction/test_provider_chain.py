@@ -6,31 +6,19 @@ from __future__ import annotations
 import asyncio
 import base64
 import time
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
 from datetime import date
 from decimal import Decimal
 from typing import Any
 
 import pytest
+from chains import SettingsFactory, chain_of
 from prometheus_client import REGISTRY
 
-from invoice_service.extraction import ExtractionChain, ExtractionFailed, build_chain
+from invoice_service.extraction import ExtractionFailed
 from invoice_service.extraction.settings import ExtractionSettings
 
 IMAGE = b"\xff\xd8\xff\xe0 a receipt photo, as far as the fake provider cares"
 KEY = "sk-test-secret-key-0123456789"
-
-SettingsFactory = Callable[..., ExtractionSettings]
-
-
-@asynccontextmanager
-async def chain_of(settings: ExtractionSettings) -> AsyncIterator[ExtractionChain]:
-    chain = build_chain(settings, None)
-    try:
-        yield chain
-    finally:
-        await chain.aclose()
 
 
 def two_providers(
