@@ -349,6 +349,24 @@ def http_on_host(
     return answer["status"], answer["headers"], answer["body"]
 
 
+# --- The monitoring stack on a converged host ---------------------------------------------------
+
+
+def prometheus_api(host: object, path: str) -> dict:
+    """GET ``path`` of the host's Prometheus HTTP API (on its loopback), as JSON."""
+    return json.loads(host.check_output(f"curl -sf 'http://127.0.0.1:9090{path}'"))  # type: ignore[attr-defined]
+
+
+def wait_for(predicate: Callable[[], object], timeout: float, what: str, every: float = 3) -> None:
+    """Poll ``predicate`` until it is true; fail naming ``what`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(every)
+    raise AssertionError(f"not within {timeout:.0f} s: {what}")
+
+
 # --- A user of the API on a deployed host (the production and split scenarios) -------------------
 
 # The API container's loopback port on the host (app_local_port), which monitoring's api check uses.

@@ -17,7 +17,7 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from conftest import WEBHOOK_PORT, WEBHOOK_RECORD, webhook_posts
+from conftest import WEBHOOK_PORT, WEBHOOK_RECORD, prometheus_api, wait_for, webhook_posts
 
 SMALL_DISK = "/mnt/toolkit-small-disk"
 BACKUP_DIR = "/var/backups/toolkit"
@@ -124,7 +124,7 @@ def test_an_unreachable_provider_only_warns(host) -> None:
 
 def test_healthy_host_passes_with_exit_code_0(host, healthy: None) -> None:
     # An alert a fixed fault left firing resolves at Prometheus's next evaluations.
-    _wait_for(lambda: host.run("toolkit-healthcheck --only alerts").rc == 0, 60, "no alert firing")
+    wait_for(lambda: host.run("toolkit-healthcheck --only alerts").rc == 0, 60, "no alert firing")
     run = host.run("toolkit-healthcheck")
     assert run.rc == 0, run.stdout + run.stderr
     statuses = {line.split()[1]: line.split()[0] for line in run.stdout.splitlines()}
@@ -162,10 +162,6 @@ def _textfile(host) -> None:
     host.check_output("systemctl start toolkit-healthcheck.service")
 
 
-def _prometheus(host, path: str) -> dict:
-    return json.loads(host.check_output(f"curl -sf 'http://127.0.0.1:9090{path}'"))
-
-
 def _alert_posts(host, name: str, status: str = "") -> list[dict]:
     """The posts toolkit-alert sent about alert ``name`` (FIRING: critical/warning titles; RESOLVED)."""
     posts = [post for post in webhook_posts(host) if post["path"] == "/toolkit-alerts"]
@@ -175,15 +171,6 @@ def _alert_posts(host, name: str, status: str = "") -> list[dict]:
     if status == "FIRING":
         return [post for post in found if not post["title"].startswith("RESOLVED ")]
     return found
-
-
-def _wait_for(predicate, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(2)
-    raise AssertionError(f"not within {timeout:.0f} s: {what}")
 
 
 def test_the_stack_runs_on_loopback_only_in_its_slice(host) -> None:
@@ -212,22 +199,22 @@ def test_the_stack_stays_within_its_share(host) -> None:
 
 
 def test_prometheus_scrapes_every_target_and_loads_the_rules(host) -> None:
-    _wait_for(
+    wait_for(
         lambda: all(
-            t["health"] == "up" for t in _prometheus(host, "/api/v1/targets")["data"]["activeTargets"]
+            t["health"] == "up" for t in prometheus_api(host, "/api/v1/targets")["data"]["activeTargets"]
         ),
         60,
         "every target up",
     )
-    jobs = {t["labels"]["job"] for t in _prometheus(host, "/api/v1/targets")["data"]["activeTargets"]}
+    jobs = {t["labels"]["job"] for t in prometheus_api(host, "/api/v1/targets")["data"]["activeTargets"]}
     assert jobs == {"prometheus", "alertmanager", "node", "blackbox"}, jobs
-    rules = _prometheus(host, "/api/v1/rules")["data"]["groups"]
+    rules = prometheus_api(host, "/api/v1/rules")["data"]["groups"]
     names = {rule["name"] for group in rules for rule in group["rules"]}
     assert {"DiskFull", "BackupTooOld", "SystemdUnitFailed", "Watchdog", "PostgresDown"} <= names
 
 
 def test_the_watchdog_reaches_the_dead_mans_switch_only(host, listener: str) -> None:
-    _wait_for(
+    wait_for(
         lambda: len([p for p in webhook_posts(host) if p["path"] == "/deadman"]) >= 2,
         90,
         "two Watchdog notifications on /deadman (every 20 s)",
@@ -247,8 +234,8 @@ def test_each_alert_is_sent_once_per_repeat_and_resolved_and_a_flapping_one_rese
     _make_backup_set(host, 30)
     host.run(f"dd if=/dev/zero of={SMALL_DISK}/fill bs=64k count=64")  # ENOSPC at 2 MB is expected
     _textfile(host)
-    _wait_for(lambda: _alert_posts(host, "DiskFull", "FIRING"), 90, "DiskFull sent")
-    _wait_for(lambda: _alert_posts(host, "BackupTooOld", "FIRING"), 60, "BackupTooOld sent")
+    wait_for(lambda: _alert_posts(host, "DiskFull", "FIRING"), 90, "DiskFull sent")
+    wait_for(lambda: _alert_posts(host, "BackupTooOld", "FIRING"), 60, "BackupTooOld sent")
     first_disk = time.monotonic()
     disk = _alert_posts(host, "DiskFull", "FIRING")[0]
     assert disk["title"].startswith("CRITICAL DiskFull on "), disk
@@ -264,13 +251,11 @@ def test_each_alert_is_sent_once_per_repeat_and_resolved_and_a_flapping_one_rese
         host.run("systemd-run --unit toolkit-test-broken --property=Type=oneshot false")
         _textfile(host)
         count = len(_alert_posts(host, "SystemdUnitFailed", "FIRING"))
-        _wait_for(
-            lambda c=count: len(_alert_posts(host, "SystemdUnitFailed", "FIRING")) > c, 60, "unit alert"
-        )
+        wait_for(lambda c=count: len(_alert_posts(host, "SystemdUnitFailed", "FIRING")) > c, 60, "unit alert")
         host.run("systemctl reset-failed toolkit-test-broken.service")
         _textfile(host)
         count = len(_alert_posts(host, "SystemdUnitFailed", "RESOLVED"))
-        _wait_for(
+        wait_for(
             lambda c=count: len(_alert_posts(host, "SystemdUnitFailed", "RESOLVED")) > c, 60, "unit resolved"
         )
     assert "toolkit-test-broken.service" not in "".join(p["body"] for p in _alert_posts(host, "DiskFull"))
@@ -280,7 +265,7 @@ def test_each_alert_is_sent_once_per_repeat_and_resolved_and_a_flapping_one_rese
         assert len(_alert_posts(host, "DiskFull", "FIRING")) == 1
         assert len(_alert_posts(host, "BackupTooOld", "FIRING")) == 1
     # After it: sent again, once.
-    _wait_for(lambda: len(_alert_posts(host, "DiskFull", "FIRING")) == 2, 100, "DiskFull repeated")
+    wait_for(lambda: len(_alert_posts(host, "DiskFull", "FIRING")) == 2, 100, "DiskFull repeated")
     elapsed = time.monotonic() - first_disk
     assert elapsed >= 50, f"DiskFull repeated after {elapsed:.0f} s, before the 1 min repeat interval"
 
@@ -288,8 +273,8 @@ def test_each_alert_is_sent_once_per_repeat_and_resolved_and_a_flapping_one_rese
     host.check_output(f"rm -f {SMALL_DISK}/fill")
     _make_backup_set(host, 1)
     _textfile(host)
-    _wait_for(lambda: _alert_posts(host, "DiskFull", "RESOLVED"), 60, "DiskFull resolved")
-    _wait_for(lambda: _alert_posts(host, "BackupTooOld", "RESOLVED"), 60, "BackupTooOld resolved")
+    wait_for(lambda: _alert_posts(host, "DiskFull", "RESOLVED"), 60, "DiskFull resolved")
+    wait_for(lambda: _alert_posts(host, "BackupTooOld", "RESOLVED"), 60, "BackupTooOld resolved")
     assert _alert_posts(host, "DiskFull", "RESOLVED")[0]["priority"] == "default"
     firing = len(_alert_posts(host, "DiskFull", "FIRING"))
     time.sleep(20)
@@ -300,7 +285,7 @@ def test_each_alert_is_sent_once_per_repeat_and_resolved_and_a_flapping_one_rese
 
 def test_the_healthcheck_shows_what_prometheus_has_firing(host, healthy: None) -> None:
     host.run(f"dd if=/dev/zero of={SMALL_DISK}/fill bs=64k count=64")
-    _wait_for(
+    wait_for(
         lambda: host.run("toolkit-healthcheck --only alerts").rc == 1,
         90,
         "toolkit-healthcheck --only alerts failing on DiskFull",

@@ -13,11 +13,9 @@ from __future__ import annotations
 
 import json
 import subprocess
-import time
-from collections.abc import Callable
 
 import pytest
-from conftest import Client, resolve, tcp_state_on, unique_photo
+from conftest import Client, prometheus_api, resolve, tcp_state_on, unique_photo, wait_for
 
 NETWORK = "production-bench"
 LISTENER = "production-alerts"
@@ -31,21 +29,8 @@ def address(host) -> str:
     return str(resolve(host, "ansible_host"))
 
 
-def _prometheus(host, path: str) -> dict:
-    return json.loads(host.check_output(f"curl -sf 'http://127.0.0.1:9090{path}'"))
-
-
 def _query(host, expression: str) -> list[dict]:
-    return _prometheus(host, f"/api/v1/query?query={expression}")["data"]["result"]
-
-
-def _wait_for(predicate: Callable[[], object], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(3)
-    raise AssertionError(f"not within {timeout:.0f} s: {what}")
+    return prometheus_api(host, f"/api/v1/query?query={expression}")["data"]["result"]
 
 
 def _received(title_part: str) -> list[dict]:
@@ -57,9 +42,9 @@ def _received(title_part: str) -> list[dict]:
 
 def test_every_part_of_the_stack_is_scraped(host) -> None:
     def targets() -> list[dict]:
-        return _prometheus(host, "/api/v1/targets")["data"]["activeTargets"]
+        return prometheus_api(host, "/api/v1/targets")["data"]["activeTargets"]
 
-    _wait_for(lambda: all(target["health"] == "up" for target in targets()), 120, "every target up")
+    wait_for(lambda: all(target["health"] == "up" for target in targets()), 120, "every target up")
     assert {target["labels"]["job"] for target in targets()} == JOBS
     # What each exporter reads: PostgreSQL through the prometheus role (with the toolkit's queries and
     # WAL archiving on), Redis with its password, the job queue from the API, the worker's metrics.
@@ -96,17 +81,17 @@ def test_a_stopped_postgresql_alerts_once_then_resolves(host) -> None:
     before = len(_received(title))
     host.check_output(f"systemctl stop {service}")
     try:
-        _wait_for(lambda: len(_received(title)) > before, 180, f"{title} at the webhook")
+        wait_for(lambda: len(_received(title)) > before, 180, f"{title} at the webhook")
     finally:
         host.check_output(f"systemctl start {service}")
     fired = _received(title)[before]
     assert fired["headers"]["Title"].startswith(f"CRITICAL {title}"), fired
     assert fired["headers"].get("Priority") == "urgent", fired
     assert "docs/MONITORING.md#postgresdown" in fired["body"], fired
-    _wait_for(lambda: _received(f"RESOLVED {title}"), 120, f"RESOLVED {title}")
+    wait_for(lambda: _received(f"RESOLVED {title}"), 120, f"RESOLVED {title}")
     # One FIRING (the repeat interval is hours) and one RESOLVED for this outage.
     assert len(_firing(title)) == before + 1
-    _wait_for(lambda: host.run("toolkit-healthcheck --only api,postgres").rc == 0, 120, "the app ready again")
+    wait_for(lambda: host.run("toolkit-healthcheck --only api,postgres").rc == 0, 120, "the app ready again")
 
 
 def _firing(title: str) -> list[dict]:
@@ -130,12 +115,12 @@ def test_a_queue_no_worker_takes_alerts_once_then_resolves(host) -> None:
             f"runuser -u postgres -- psql -XAtq -d {database} -c "
             "\"UPDATE jobs SET run_after = now() - interval '20 minutes' WHERE status = 'queued'\""
         )
-        _wait_for(lambda: len(_firing(title)) > before, 180, f"{title} at the webhook")
+        wait_for(lambda: len(_firing(title)) > before, 180, f"{title} at the webhook")
     finally:
         host.check_output("toolkit-app start worker")
     fired = _firing(title)[before]
     assert fired["headers"]["Title"].startswith(f"CRITICAL {title}"), fired
     assert "docs/MONITORING.md#jobqueuestale" in fired["body"], fired
     assert client.wait_until_settled(invoice_id)["status"] == "extracted"
-    _wait_for(lambda: _received(f"RESOLVED {title}"), 120, f"RESOLVED {title}")
+    wait_for(lambda: _received(f"RESOLVED {title}"), 120, f"RESOLVED {title}")
     assert len(_firing(title)) == before + 1

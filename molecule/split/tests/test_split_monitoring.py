@@ -8,14 +8,12 @@ opens, which the worker's metrics show and Prometheus alerts on (ProviderCircuit
 
 from __future__ import annotations
 
-import json
 import os
 import time
-from collections.abc import Callable
 
 import pytest
 import testinfra
-from conftest import Client, unique_photo, webhook_posts
+from conftest import Client, prometheus_api, unique_photo, wait_for, webhook_posts
 from test_split import DB_HOST
 
 
@@ -26,21 +24,8 @@ def db() -> testinfra.host.Host:
     )
 
 
-def _prometheus(host: testinfra.host.Host, path: str) -> dict:
-    return json.loads(host.check_output(f"curl -sf 'http://127.0.0.1:9090{path}'"))
-
-
-def _wait_for(predicate: Callable[[], object], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(3)
-    raise AssertionError(f"not within {timeout:.0f} s: {what}")
-
-
 def _jobs_up(host: testinfra.host.Host) -> dict[str, str]:
-    targets = _prometheus(host, "/api/v1/targets")["data"]["activeTargets"]
+    targets = prometheus_api(host, "/api/v1/targets")["data"]["activeTargets"]
     return {target["labels"]["job"]: target["health"] for target in targets}
 
 
@@ -48,12 +33,12 @@ def test_each_host_scrapes_its_own_part(host, db) -> None:
     app_jobs = {"prometheus", "alertmanager", "node", "blackbox", "redis", "api", "worker", "probe_http"}
     db_jobs = {"prometheus", "alertmanager", "node", "blackbox", "postgres"}
     for machine, jobs in ((host, app_jobs), (db, db_jobs)):
-        _wait_for(lambda m=machine: set(_jobs_up(m).values()) == {"up"}, 120, "every target up")
+        wait_for(lambda m=machine: set(_jobs_up(m).values()) == {"up"}, 120, "every target up")
         assert set(_jobs_up(machine)) == jobs
     # The db host's exporter reads PostgreSQL as the prometheus role; the app host's API reads the
     # job queue from the database on the other host.
-    assert _prometheus(db, "/api/v1/query?query=pg_up")["data"]["result"][0]["value"][1] == "1"
-    assert _prometheus(host, "/api/v1/query?query=toolkit_jobs_queued")["data"]["result"]
+    assert prometheus_api(db, "/api/v1/query?query=pg_up")["data"]["result"][0]["value"][1] == "1"
+    assert prometheus_api(host, "/api/v1/query?query=toolkit_jobs_queued")["data"]["result"]
 
 
 def test_a_dead_llm_provider_opens_its_circuit_and_alerts_once(host, webhook: str) -> None:
@@ -61,14 +46,14 @@ def test_a_dead_llm_provider_opens_its_circuit_and_alerts_once(host, webhook: st
     for _ in range(6):
         detail = client.wait_until_settled(client.upload(unique_photo()))
         assert detail["status"] == "extracted", detail
-    state = _prometheus(host, '/api/v1/query?query=max(extraction_circuit_state{provider="openai"})')
+    state = prometheus_api(host, '/api/v1/query?query=max(extraction_circuit_state{provider="openai"})')
     assert state["data"]["result"][0]["value"][1] in ("1", "2"), state
     name = host.backend.host
 
     def fired() -> list[dict]:
         return [post for post in webhook_posts(host) if f"ProviderCircuitOpen on {name}" in post["title"]]
 
-    _wait_for(fired, 180, "ProviderCircuitOpen at the webhook")
+    wait_for(fired, 180, "ProviderCircuitOpen at the webhook")
     alert = fired()[0]
     assert alert["title"].startswith(f"WARNING ProviderCircuitOpen on {name}"), alert
     assert "provider=openai" in alert["body"], alert
