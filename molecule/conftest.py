@@ -357,6 +357,15 @@ def prometheus_api(host: object, path: str) -> dict:
     return json.loads(host.check_output(f"curl -sf 'http://127.0.0.1:9090{path}'"))  # type: ignore[attr-defined]
 
 
+def prometheus_query(host: object, expression: str) -> list[dict]:
+    """The result of an instant PromQL query on the host's Prometheus (the expression URL-encoded:
+    curl would take its braces for a glob)."""
+    command = (
+        f"curl -sfG --data-urlencode {shlex.quote('query=' + expression)} http://127.0.0.1:9090/api/v1/query"
+    )
+    return json.loads(host.check_output(command))["data"]["result"]  # type: ignore[attr-defined]
+
+
 def wait_for(predicate: Callable[[], object], timeout: float, what: str, every: float = 3) -> None:
     """Poll ``predicate`` until it is true; fail naming ``what`` after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout

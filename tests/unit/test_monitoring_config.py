@@ -21,6 +21,7 @@ TEMPLATES = {
     "prometheus.yml": "etc/prometheus/prometheus.yml.j2",
     "alertmanager.yml": "etc/prometheus/alertmanager.yml.j2",
     "blackbox.yml": "etc/prometheus/blackbox.yml.j2",
+    "toolkit.rules.yml": "etc/prometheus/rules/toolkit.rules.yml.j2",
 }
 # A host running both parts in production: every scrape job, a dead man's switch.
 PRODUCTION = {
@@ -153,3 +154,17 @@ def test_each_alert_is_its_own_group_and_the_watchdog_goes_to_the_dead_mans_swit
     quiet = yaml.safe_load((render(tmp_path / "quiet", {}) / "alertmanager.yml").read_text())
     assert quiet["route"]["routes"][0]["receiver"] == "nobody"
     assert "deadman" not in {receiver["name"] for receiver in quiet["receivers"]}
+
+
+def test_ansible_renders_every_rules_annotation_whole(tmp_path: Path) -> None:
+    """As Ansible renders the rules (its trim_blocks would join a line ending in a block tag with the
+    next: the template turns it off in its first line), every alert keeps its one-line summary and
+    its runbook link."""
+    rules = yaml.safe_load((render(tmp_path, {}) / "toolkit.rules.yml").read_text())
+    alerts = [rule for group in rules["groups"] for rule in group["rules"]]
+    assert len(alerts) >= 26
+    for rule in alerts:
+        annotations = rule["annotations"]
+        assert annotations["runbook"] == f"docs/MONITORING.md#{rule['alert'].lower()}", rule
+        assert "runbook" not in annotations["summary"], rule
+        assert "\n" not in annotations["summary"], rule

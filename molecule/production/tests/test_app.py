@@ -120,11 +120,12 @@ def test_containers_reach_postgres_and_redis_on_the_host(host) -> None:
 def test_no_container_publishes_the_hosts_socket_holds_the_loopback_port(host) -> None:
     """The API containers publish nothing (a release's container starts beside the old one); the
     app role's systemd socket holds 127.0.0.1:8000 only (production: never a public port of the
-    app's own) and forwards to the live container's fixed address on Traefik's network."""
+    app's own) and forwards to the live container's fixed address on Traefik's network. The worker
+    publishes its metrics on loopback only, for Prometheus (app_worker_metrics_port)."""
     name = _api(host)
     api, worker = _inspect(host, name), _inspect(host, WORKER)
     assert not api["HostConfig"]["PortBindings"]
-    assert not worker["HostConfig"]["PortBindings"]
+    assert worker["HostConfig"]["PortBindings"] == {"9101/tcp": [{"HostIp": "127.0.0.1", "HostPort": "9111"}]}
     address = api["NetworkSettings"]["Networks"]["edge"]["IPAddress"]
     assert address in API_ADDRESSES
     assert "edge" not in worker["NetworkSettings"]["Networks"]

@@ -13,7 +13,7 @@ import time
 
 import pytest
 import testinfra
-from conftest import Client, prometheus_api, unique_photo, wait_for, webhook_posts
+from conftest import Client, prometheus_api, prometheus_query, unique_photo, wait_for, webhook_posts
 from test_split import DB_HOST
 
 
@@ -37,8 +37,8 @@ def test_each_host_scrapes_its_own_part(host, db) -> None:
         assert set(_jobs_up(machine)) == jobs
     # The db host's exporter reads PostgreSQL as the prometheus role; the app host's API reads the
     # job queue from the database on the other host.
-    assert prometheus_api(db, "/api/v1/query?query=pg_up")["data"]["result"][0]["value"][1] == "1"
-    assert prometheus_api(host, "/api/v1/query?query=toolkit_jobs_queued")["data"]["result"]
+    assert prometheus_query(db, "pg_up")[0]["value"][1] == "1"
+    assert prometheus_query(host, "toolkit_jobs_queued")
 
 
 def test_a_dead_llm_provider_opens_its_circuit_and_alerts_once(host, webhook: str) -> None:
@@ -46,8 +46,8 @@ def test_a_dead_llm_provider_opens_its_circuit_and_alerts_once(host, webhook: st
     for _ in range(6):
         detail = client.wait_until_settled(client.upload(unique_photo()))
         assert detail["status"] == "extracted", detail
-    state = prometheus_api(host, '/api/v1/query?query=max(extraction_circuit_state{provider="openai"})')
-    assert state["data"]["result"][0]["value"][1] in ("1", "2"), state
+    state = prometheus_query(host, 'max(extraction_circuit_state{provider="openai"})')
+    assert state[0]["value"][1] in ("1", "2"), state
     name = host.backend.host
 
     def fired() -> list[dict]:

@@ -6,7 +6,9 @@ the budget's monitoring share and on loopback only; the bench speeds Prometheus 
 These tests look at what an operator relies on: every part of the stack scraped, nothing of it
 reachable from another machine, its memory inside its share, and two outages reaching the webhook
 as one alert each, then one RESOLVED: a stopped PostgreSQL (PostgresDown), and receipts waiting
-with no worker to take them (JobQueueStale).
+with no worker to take them (JobQueueStale). The file runs after test_production.py and
+test_stack.py on purpose: the outages it causes leave alerts firing for minutes (a stopped
+PostgreSQL makes the API answer 5xx: ApiErrors5xx), which the health check there would report.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import json
 import subprocess
 
 import pytest
-from conftest import Client, prometheus_api, resolve, tcp_state_on, unique_photo, wait_for
+from conftest import Client, prometheus_api, prometheus_query, resolve, tcp_state_on, unique_photo, wait_for
 
 NETWORK = "production-bench"
 LISTENER = "production-alerts"
@@ -27,10 +29,6 @@ JOBS = {"prometheus", "alertmanager", "node", "blackbox", "postgres", "redis", "
 @pytest.fixture(scope="module")
 def address(host) -> str:
     return str(resolve(host, "ansible_host"))
-
-
-def _query(host, expression: str) -> list[dict]:
-    return prometheus_api(host, f"/api/v1/query?query={expression}")["data"]["result"]
 
 
 def _received(title_part: str) -> list[dict]:
@@ -48,12 +46,12 @@ def test_every_part_of_the_stack_is_scraped(host) -> None:
     assert {target["labels"]["job"] for target in targets()} == JOBS
     # What each exporter reads: PostgreSQL through the prometheus role (with the toolkit's queries and
     # WAL archiving on), Redis with its password, the job queue from the API, the worker's metrics.
-    assert _query(host, "pg_up")[0]["value"][1] == "1"
-    assert float(_query(host, "toolkit_pg_connections")[0]["value"][1]) >= 1
-    assert _query(host, "toolkit_pg_archiver_enabled")[0]["value"][1] == "1"
-    assert _query(host, "redis_up")[0]["value"][1] == "1"
-    assert _query(host, "toolkit_jobs_queued")[0]["value"][1] == "0"
-    assert _query(host, 'up{job="worker"}'), "no worker replica scraped"
+    assert prometheus_query(host, "pg_up")[0]["value"][1] == "1"
+    assert float(prometheus_query(host, "toolkit_pg_connections")[0]["value"][1]) >= 1
+    assert prometheus_query(host, "toolkit_pg_archiver_enabled")[0]["value"][1] == "1"
+    assert prometheus_query(host, "redis_up")[0]["value"][1] == "1"
+    assert prometheus_query(host, "toolkit_jobs_queued")[0]["value"][1] == "0"
+    assert prometheus_query(host, 'up{job="worker"}'), "no worker replica scraped"
 
 
 @pytest.mark.parametrize("port", [9090, 9093, 9094, 9095, 9100, 9111, 9115, 9121, 9187])
