@@ -182,7 +182,6 @@ def test_group_vars_wire_what_the_monitoring_stack_scrapes() -> None:
         "monitoring_redis_enabled",
         "monitoring_memory_max_mb",
         "postgres_monitor_users",
-        "monitoring_postgres_database",
     ]
     expected = {
         "monitoring_api_metrics_targets": ["127.0.0.1:8000"],
@@ -192,7 +191,6 @@ def test_group_vars_wire_what_the_monitoring_stack_scrapes() -> None:
         "monitoring_redis_enabled": True,
         "monitoring_memory_max_mb": 320,
         "postgres_monitor_users": ["prometheus"],
-        "monitoring_postgres_database": "invoice",
     }
     for inventory, host, traefik in (("production", "vps1", ["127.0.0.1:8082"]), ("local", "sandbox", [])):
         resolved = dict(zip(names, resolve(inventory, host, "[" + ", ".join(names) + "]"), strict=True))
