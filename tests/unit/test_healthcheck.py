@@ -11,50 +11,45 @@ import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
+from typing import ClassVar
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from role_scripts import load_role_script
 
 hc = load_role_script("monitoring", "toolkit_healthcheck")
 
-MEMINFO = """MemTotal:        8000000 kB
-MemFree:          100000 kB
-MemAvailable:    2000000 kB
-Buffers:           10000 kB
-"""
-PSI = """some avg10=1.50 avg60=12.25 avg300=3.00 total=123456
-full avg10=0.00 avg60=0.50 avg300=0.10 total=2345
-"""
 NOW = dt.datetime(2026, 11, 25, 12, 0, tzinfo=dt.UTC)
 
 
-def test_meminfo_and_psi_are_read() -> None:
-    assert hc.parse_meminfo(MEMINFO)["MemAvailable"] == 2000000
-    assert hc.parse_psi_some_avg60(PSI) == 12.25
-    assert hc.parse_psi_some_avg60("") is None
+MIB = 1024 * 1024
 
 
 @pytest.mark.parametrize(
-    ("available_kb", "psi", "status", "reason"),
+    ("available_mib", "psi", "status", "reason"),
     [
-        (2000000, 1.0, "PASS", ""),
-        (2000000, None, "PASS", ""),
-        (400000, 1.0, "FAIL", "available below 10%"),
-        (2000000, 12.25, "FAIL", "memory pressure above 10%"),
-        (400000, 50.0, "FAIL", "available below 10%; memory pressure above 10%"),
+        (1953, 1.0, "PASS", ""),
+        (1953, None, "PASS", ""),
+        (390, 1.0, "FAIL", "available below 10%"),
+        (1953, 12.25, "FAIL", "memory pressure above 10%"),
+        (390, 50.0, "FAIL", "available below 10%; memory pressure above 10%"),
     ],
 )
 def test_memory_fails_on_low_available_or_pressure(
-    available_kb: int, psi: float | None, status: str, reason: str
+    available_mib: int, psi: float | None, status: str, reason: str
 ) -> None:
-    result = hc.memory_result({"MemTotal": 8000000, "MemAvailable": available_kb}, psi, 10, 10)
+    result = hc.memory_result(7812 * MIB, available_mib * MIB, psi, 10, 10)
     assert result.status == status
     assert result.detail.startswith(reason)
-    assert f"{available_kb // 1024} MiB available of 7812 MiB" in result.detail
+    assert f"{available_mib} MiB available of 7812 MiB" in result.detail
 
 
-def test_memory_without_meminfo_fields_fails() -> None:
-    assert hc.memory_result({}, None, 10, 10).status == "FAIL"
+def test_memory_without_the_node_exporters_figures_fails() -> None:
+    result = hc.memory_result(None, None, None, 10, 10)
+    assert (result.status, result.detail) == (
+        "FAIL",
+        "Prometheus has no node_memory_MemTotal_bytes/MemAvailable_bytes",
+    )
 
 
 def test_used_percent_is_what_df_shows() -> None:
@@ -63,19 +58,27 @@ def test_used_percent_is_what_df_shows() -> None:
     assert hc.used_percent(0, 0, 0) == 0.0
 
 
-def test_data_mounts_leave_out_pseudo_and_container_file_systems() -> None:
-    mounts = "\n".join(
-        [
-            "/dev/sda1 / ext4 rw 0 0",
-            "proc /proc proc rw 0 0",
-            "tmpfs /run tmpfs rw 0 0",
-            "/dev/sda2 /srv/my\\040data xfs rw 0 0",
-            "overlay /var/lib/docker/overlay2/abc/merged overlay rw 0 0",
-            "/dev/sda1 / ext4 rw 0 0",
-            "cgroup2 /sys/fs/cgroup cgroup2 rw 0 0",
-        ]
-    )
-    assert hc.data_mounts(mounts) == ["/", "/srv/my data"]
+def _sample(value: float, **labels: str) -> dict[str, object]:
+    return {"metric": labels, "value": [1700000000, str(value)]}
+
+
+def test_disk_usage_watches_what_the_node_exporter_reports_and_tmpfs_only_under_mnt_and_srv() -> None:
+    sizes = [
+        _sample(100, mountpoint="/", fstype="ext4"),
+        _sample(10, mountpoint="/tmp", fstype="tmpfs"),
+        _sample(20, mountpoint="/mnt/volume", fstype="tmpfs"),
+    ]
+    free = {"/": 30.0, "/tmp": 10.0, "/mnt/volume": 20.0}
+    available = {"/": 25.0, "/tmp": 10.0, "/mnt/volume": 20.0}
+    assert hc.disk_usage(sizes, free, available, ()) == {
+        "/": pytest.approx(73.68, abs=0.01),
+        "/mnt/volume": 0.0,
+    }
+    # Named mounts: only those, and one the exporter does not report is an error.
+    assert hc.disk_usage(sizes, free, available, ("/srv/data", "/")) == {
+        "/srv/data": "not watched by the node exporter",
+        "/": pytest.approx(73.68, abs=0.01),
+    }
 
 
 def test_disk_fails_above_the_threshold_and_names_the_mount() -> None:
@@ -85,10 +88,10 @@ def test_disk_fails_above_the_threshold_and_names_the_mount() -> None:
     assert hc.disk_result({"/": 80.0}, 80).status == "PASS"
 
 
-def test_disk_fails_on_a_mount_it_cannot_read() -> None:
-    result = hc.disk_result({"/gone": "cannot check (No such file or directory)"}, 80)
+def test_disk_fails_on_a_mount_it_cannot_see() -> None:
+    result = hc.disk_result({"/gone": "not watched by the node exporter"}, 80)
     assert result.status == "FAIL"
-    assert "/gone: cannot check" in result.detail
+    assert "/gone: not watched by the node exporter" in result.detail
 
 
 @pytest.mark.parametrize(
@@ -395,30 +398,104 @@ def test_textfile_mode_writes_the_metrics_atomically(tmp_path: Path) -> None:
     assert [path.name for path in tmp_path.iterdir() if path.name.startswith(".")] == []
 
 
-# --- wal: WAL archiving for point-in-time recovery (pg_stat_archiver's row, as WAL_SQL prints it) ---
+# --- wal: WAL archiving for point-in-time recovery (the PostgreSQL exporter's toolkit_pg_archiver_*) ---
+
+
+def _archiver(enabled: float = 1, failing: float = 0, ready: float = 1, age: float = 42) -> dict[str, float]:
+    return {"enabled": enabled, "failing": failing, "ready_segments": ready, "last_archived_age_seconds": age}
 
 
 def test_wal_passes_while_segments_are_archived() -> None:
-    result = hc.wal_result("on|42|false||1\n", 64)
+    result = hc.wal_result(1, _archiver(), 64)
     assert result.status == "PASS"
     assert result.detail == "last segment archived 42 s ago, 1 waiting"
 
 
-def test_wal_fails_when_the_last_attempt_failed_naming_the_segment() -> None:
-    result = hc.wal_result("on|3600|true|00000001000000000000002A|12", 64)
+def test_wal_fails_when_the_last_attempt_failed() -> None:
+    result = hc.wal_result(1, _archiver(failing=1, ready=12, age=3600), 64)
     assert result.status == "FAIL"
-    assert "archiving 00000001000000000000002A failed at the last attempt, 12 segments wait" in result.detail
+    assert "archiving failed at the last attempt, 12 segments wait" in result.detail
     assert "last segment archived 3600 s ago" in result.detail
 
 
 def test_wal_fails_when_too_many_segments_wait_even_without_a_failure_yet() -> None:
-    result = hc.wal_result("on|-1|false||65", 64)
+    result = hc.wal_result(1, _archiver(ready=65, age=-1), 64)
     assert result.status == "FAIL"
     assert result.detail.startswith("65 segments wait to be archived (more than 64); no segment archived yet")
 
 
-def test_wal_is_skipped_with_archiving_off() -> None:
-    assert hc.wal_result("off|-1|false||0", 64).status == "SKIP"
+def test_wal_is_skipped_with_archiving_off_or_no_exporter_and_unknown_without_its_figures() -> None:
+    assert hc.wal_result(1, _archiver(enabled=0), 64).status == "SKIP"
+    assert hc.wal_result(None, {}, 64).detail == "not checked: no PostgreSQL exporter on this host"
+    down = hc.wal_result(0, {}, 64)
+    assert (down.status, down.detail) == (
+        "FAIL",
+        "not known: the PostgreSQL exporter cannot reach PostgreSQL (pg_up 0)",
+    )
+    assert hc.wal_result(1, {"enabled": 1}, 64).status == "WARN"
+
+
+class _Prometheus(BaseHTTPRequestHandler):
+    """/api/v1/query answering from ANSWERS (query -> samples); no sample for any other query."""
+
+    ANSWERS: ClassVar[dict[str, list[dict[str, object]]]] = {}
+    url: ClassVar[str] = ""
+
+    def do_GET(self) -> None:
+        query = parse_qs(urlsplit(self.path).query).get("query", [""])[0]
+        body = json.dumps({"status": "success", "data": {"result": self.ANSWERS.get(query, [])}}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *_args: object) -> None:
+        return
+
+
+@pytest.fixture
+def prometheus() -> Iterator[type[_Prometheus]]:
+    handler = type("Answers", (_Prometheus,), {"ANSWERS": {}})
+    server = HTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    handler.url = f"http://127.0.0.1:{server.server_address[1]}"
+    yield handler
+    server.shutdown()
+
+
+def test_memory_disk_and_wal_are_read_from_prometheus(prometheus: type[_Prometheus]) -> None:
+    selector = hc.DISK_SELECTOR
+    prometheus.ANSWERS.update(
+        {
+            'node_memory_MemTotal_bytes{job="node"}': [_sample(8192 * MIB)],
+            'node_memory_MemAvailable_bytes{job="node"}': [_sample(4096 * MIB)],
+            'rate(node_pressure_memory_waiting_seconds_total{job="node"}[5m]) * 100': [_sample(0.5)],
+            f"node_filesystem_size_bytes{{{selector}}}": [_sample(100, mountpoint="/", fstype="ext4")],
+            f"node_filesystem_free_bytes{{{selector}}}": [_sample(10, mountpoint="/")],
+            f"node_filesystem_avail_bytes{{{selector}}}": [_sample(5, mountpoint="/")],
+            'pg_up{job="postgres"}': [_sample(1)],
+            'toolkit_pg_archiver_enabled{job="postgres"}': [_sample(1)],
+            'toolkit_pg_archiver_failing{job="postgres"}': [_sample(0)],
+            'toolkit_pg_archiver_ready_segments{job="postgres"}': [_sample(0)],
+            'toolkit_pg_archiver_last_archived_age_seconds{job="postgres"}': [_sample(7.6)],
+        }
+    )
+    settings = hc.Settings(prometheus_url=prometheus.url)
+    assert hc.check_memory(settings) == hc.Result(
+        "memory", "PASS", "4096 MiB available of 8192 MiB (50%), waited for memory 0.50% of the time"
+    )
+    disk = hc.check_disk(settings)
+    assert (disk.status, disk.detail) == ("FAIL", "above 80%: / 95% (all: / 95%)")
+    assert hc.check_wal(settings) == hc.Result("wal", "PASS", "last segment archived 7 s ago, 0 waiting")
+
+
+def test_prometheus_unreachable_fails_the_checks_that_read_it() -> None:
+    settings = hc.Settings(prometheus_url=f"http://127.0.0.1:{_free_port()}")
+    for check in (hc.check_memory, hc.check_disk, hc.check_wal):
+        result = check(settings)
+        assert result.status == "FAIL"
+        assert result.detail.startswith(f"Prometheus at {settings.prometheus_url} did not answer")
 
 
 def test_failed_units_that_alert_themselves_are_not_counted_again(

@@ -12,8 +12,13 @@ from /etc/toolkit/healthcheck.json (root only: it holds the Redis password).
                                            Prometheus metrics for the node exporter's textfile
                                            collector; Prometheus's rules and Alertmanager alert
 
-The alerts check asks Prometheus which alerts fire (Alertmanager sends them; this only shows them),
-the spend check what the LLM providers cost in the last 24 hours.
+Where an exporter already measures it, the check reads Prometheus instead of the system: memory
+and disk (the node exporter), WAL archiving (the PostgreSQL exporter's toolkit_pg_archiver_*
+metrics); the alerts check asks which alerts fire (Alertmanager sends them; this only shows them),
+the spend check what the LLM providers cost in the last 24 hours. Those checks FAIL, naming
+Prometheus, when it does not answer. The others look for themselves: api, postgres and redis ask
+the service now (the gate after a restart cannot wait for a scrape), providers and tls connect,
+backup, drill and units are what --textfile publishes.
 
 WARN (provider unreachable; no backup yet before the backup timer's first run) and SKIP (nothing
 to check) never make the exit code non-zero.
@@ -25,7 +30,6 @@ import argparse
 import datetime as dt
 import fnmatch
 import json
-import os
 import re
 import shutil
 import socket
@@ -63,36 +67,10 @@ SET_TIME_FORMAT = "%Y%m%dT%H%M%SZ"
 # A backup set named more than this after the clock is "in the future" (the clock jumped).
 FUTURE_TOLERANCE_HOURS = 5 / 60
 OWN_UNIT = "toolkit-healthcheck.service"
-# File systems that hold no data of their own (or belong to containers), left out of the
-# default disk check.
-PSEUDO_FS = frozenset(
-    [
-        "autofs",
-        "binfmt_misc",
-        "bpf",
-        "cgroup",
-        "cgroup2",
-        "configfs",
-        "debugfs",
-        "devpts",
-        "devtmpfs",
-        "efivarfs",
-        "fusectl",
-        "hugetlbfs",
-        "mqueue",
-        "nsfs",
-        "proc",
-        "pstore",
-        "ramfs",
-        "rpc_pipefs",
-        "securityfs",
-        "squashfs",
-        "sysfs",
-        "tmpfs",
-        "tracefs",
-    ]
-)
-SKIPPED_MOUNT_ROOTS = ("/proc", "/sys", "/dev", "/run", "/var/lib/docker/", "/snap/")
+# The file systems the disk check (and the DiskFull alert) watches among the node exporter's: no
+# pseudo or container file systems, and tmpfs only where volumes are mounted (/mnt, /srv).
+DISK_SELECTOR = 'job="node",fstype!~"ramfs|squashfs|overlay|nsfs",mountpoint!~"/(run|dev|sys|proc)(/.*)?"'
+TMPFS_WATCHED = re.compile(r"^/(mnt|srv)/.+")
 
 
 @dataclass(frozen=True)
@@ -155,67 +133,64 @@ class Settings:
 # --- Pure parts: parse what the system says and judge it ----------------------------------------
 
 
-def parse_meminfo(text: str) -> dict[str, int]:
-    """/proc/meminfo as {field: kB}."""
-    values: dict[str, int] = {}
-    for line in text.splitlines():
-        name, _, rest = line.partition(":")
-        words = rest.split()
-        if words and words[0].isdigit():
-            values[name.strip()] = int(words[0])
-    return values
-
-
-def parse_psi_some_avg60(text: str) -> float | None:
-    """The "some avg60" share (percent) of /proc/pressure/memory, or None when absent."""
-    for line in text.splitlines():
-        words = line.split()
-        if words and words[0] == "some":
-            for word in words[1:]:
-                key, _, value = word.partition("=")
-                if key == "avg60":
-                    return float(value)
-    return None
-
-
 def memory_result(
-    meminfo: dict[str, int], psi_avg60: float | None, min_percent: float, max_psi: float
+    total: float | None,
+    available: float | None,
+    psi_percent: float | None,
+    min_percent: float,
+    max_psi: float,
 ) -> Result:
-    total, available = meminfo.get("MemTotal", 0), meminfo.get("MemAvailable")
+    """Judge memory from the node exporter's MemTotal, MemAvailable (bytes) and the share of time
+    tasks waited for memory (PSI "some", percent over 5 minutes, as the MemoryPressure alert)."""
     if not total or available is None:
-        return Result("memory", FAIL, "cannot read MemTotal/MemAvailable from /proc/meminfo")
+        return Result("memory", FAIL, "Prometheus has no node_memory_MemTotal_bytes/MemAvailable_bytes")
     percent = 100.0 * available / total
-    psi_text = "PSI not available" if psi_avg60 is None else f"PSI some avg60 {psi_avg60:.2f}%"
-    detail = f"{available // 1024} MiB available of {total // 1024} MiB ({percent:.0f}%), {psi_text}"
+    psi_text = (
+        "PSI not available" if psi_percent is None else f"waited for memory {psi_percent:.2f}% of the time"
+    )
+    mib = 1024 * 1024
+    detail = f"{available // mib:.0f} MiB available of {total // mib:.0f} MiB ({percent:.0f}%), {psi_text}"
     problems = []
     if percent < min_percent:
         problems.append(f"available below {min_percent:g}%")
-    if psi_avg60 is not None and psi_avg60 > max_psi:
+    if psi_percent is not None and psi_percent > max_psi:
         problems.append(f"memory pressure above {max_psi:g}%")
     if problems:
         return Result("memory", FAIL, f"{'; '.join(problems)}: {detail}")
     return Result("memory", PASS, detail)
 
 
-def used_percent(blocks: int, free: int, available: int) -> float:
+def used_percent(blocks: float, free: float, available: float) -> float:
     """Used share as df reports it: used / (used + available to unprivileged users)."""
     used = blocks - free
     usable = used + available
     return 100.0 * used / usable if usable > 0 else 0.0
 
 
-def data_mounts(proc_mounts: str) -> list[str]:
-    """Mount points of file systems that hold data, from /proc/mounts (the default disk list)."""
-    mounts: list[str] = []
-    for line in proc_mounts.splitlines():
-        words = line.split()
-        if len(words) < 3:
+def disk_usage(
+    sizes: list[dict[str, Any]], free: dict[str, float], available: dict[str, float], mounts: Iterable[str]
+) -> dict[str, float | str]:
+    """Used percent per mount point from the node exporter's samples (``sizes``: the
+    node_filesystem_size_bytes series, ``free`` and ``available``: bytes by mount point).
+
+    ``mounts``: the mount points to judge; empty for every one the exporter watches (tmpfs only
+    under /mnt and /srv). A named mount the exporter does not report maps to an error text."""
+    watched: dict[str, float] = {}
+    for sample in sizes:
+        labels = sample.get("metric") or {}
+        point = labels.get("mountpoint", "")
+        if labels.get("fstype") == "tmpfs" and not TMPFS_WATCHED.match(point):
             continue
-        point = words[1].replace("\\040", " ")
-        if words[2] in PSEUDO_FS or point.startswith(SKIPPED_MOUNT_ROOTS) or point in mounts:
+        watched.setdefault(point, float(sample["value"][1]))
+    wanted = list(mounts) or sorted(watched)
+    usage: dict[str, float | str] = {}
+    for point in wanted:
+        if point not in watched or point not in free or point not in available:
+            usage[point] = "not watched by the node exporter"
             continue
-        mounts.append(point)
-    return mounts
+        size = watched[point]
+        usage[point] = used_percent(size, free[point], available[point])
+    return usage
 
 
 def disk_result(usage: dict[str, float | str], max_percent: float) -> Result:
@@ -316,31 +291,28 @@ def backup_result(
     return Result("backup", PASS, detail)
 
 
-# archive_mode | seconds since the last archived segment (-1: none yet) | did the last attempt fail |
-# the segment that failed | segments waiting to be archived (.ready files in pg_wal/archive_status).
-WAL_SQL = (
-    "SELECT current_setting('archive_mode') || '|'"
-    " || coalesce(extract(epoch FROM now() - last_archived_time)::bigint, -1) || '|'"
-    " || coalesce(last_failed_time > coalesce(last_archived_time, '-infinity'), false) || '|'"
-    " || coalesce(last_failed_wal, '') || '|'"
-    " || (SELECT count(*) FROM pg_ls_archive_statusdir() WHERE name LIKE '%.ready')"
-    " FROM pg_stat_archiver"
-)
+# The PostgreSQL exporter's toolkit_pg_archiver_* metrics (files/prometheus/postgres-exporter-queries.yml).
+WAL_METRICS = ("enabled", "failing", "ready_segments", "last_archived_age_seconds")
 
 
-def wal_result(row: str, max_waiting: int) -> Result:
-    """Judge WAL archiving (point-in-time recovery) from WAL_SQL's row."""
-    mode, age, failing, failed_wal, waiting_text = row.strip().split("|")
-    waiting = int(waiting_text)
-    if mode == "off":
+def wal_result(up: float | None, archiver: dict[str, float], max_waiting: int) -> Result:
+    """Judge WAL archiving (point-in-time recovery) from pg_up and toolkit_pg_archiver_* (by name)."""
+    if up is None:
+        return Result("wal", SKIP, "not checked: no PostgreSQL exporter on this host")
+    if up == 0:
+        return Result("wal", FAIL, "not known: the PostgreSQL exporter cannot reach PostgreSQL (pg_up 0)")
+    if set(WAL_METRICS) - set(archiver):
+        return Result("wal", WARN, "not known yet: Prometheus has no toolkit_pg_archiver_* metrics")
+    if archiver["enabled"] == 0:
         return Result("wal", SKIP, "not checked: archiving is off (backup_pitr_enabled is false)")
-    last = "no segment archived yet" if int(age) < 0 else f"last segment archived {int(age)} s ago"
-    if failing == "true":
+    age, waiting = int(archiver["last_archived_age_seconds"]), int(archiver["ready_segments"])
+    last = "no segment archived yet" if age < 0 else f"last segment archived {age} s ago"
+    if archiver["failing"] == 1:
         return Result(
             "wal",
             FAIL,
-            f"archiving {failed_wal} failed at the last attempt, {waiting} segments wait; {last}"
-            " (/var/log/pgbackrest/, sudo toolkit-pitr info)",
+            f"archiving failed at the last attempt, {waiting} segments wait; {last}"
+            " (pg_stat_archiver names the segment; /var/log/pgbackrest/, sudo toolkit-pitr info)",
         )
     if waiting > max_waiting:
         return Result(
@@ -574,45 +546,73 @@ def check_providers(settings: Settings) -> Result:
     return provider_result(failures, list(settings.providers))
 
 
-def check_memory(settings: Settings) -> Result:
-    meminfo = parse_meminfo(Path("/proc/meminfo").read_text())
+class PrometheusDown(Exception):
+    """Prometheus did not answer (the message says where and why)."""
+
+
+def prometheus_vector(settings: Settings, query: str) -> list[dict[str, Any]]:
+    """The samples of an instant query: [{"metric": {labels}, "value": [time, "text"]}, ...]."""
     try:
-        psi = parse_psi_some_avg60(Path("/proc/pressure/memory").read_text())
-    except OSError:
-        psi = None
+        payload = prometheus_get(settings, "/api/v1/query", query=query)
+    except (urllib.error.URLError, OSError, ValueError) as error:
+        raise PrometheusDown(f"Prometheus at {settings.prometheus_url} did not answer: {error}") from error
+    return list((payload.get("data") or {}).get("result") or [])
+
+
+def prometheus_value(settings: Settings, query: str) -> float | None:
+    """The first sample's value of an instant query, None when there is none."""
+    samples = prometheus_vector(settings, query)
+    return float(samples[0]["value"][1]) if samples else None
+
+
+def by_mount(samples: list[dict[str, Any]]) -> dict[str, float]:
+    return {sample["metric"].get("mountpoint", ""): float(sample["value"][1]) for sample in samples}
+
+
+def check_memory(settings: Settings) -> Result:
+    try:
+        total = prometheus_value(settings, 'node_memory_MemTotal_bytes{job="node"}')
+        available = prometheus_value(settings, 'node_memory_MemAvailable_bytes{job="node"}')
+        psi = prometheus_value(
+            settings, 'rate(node_pressure_memory_waiting_seconds_total{job="node"}[5m]) * 100'
+        )
+    except PrometheusDown as error:
+        return Result("memory", FAIL, str(error))
     return memory_result(
-        meminfo, psi, settings.memory_available_min_percent, settings.memory_psi_some_avg60_max
+        total, available, psi, settings.memory_available_min_percent, settings.memory_psi_some_avg60_max
     )
 
 
 def check_disk(settings: Settings) -> Result:
-    mounts = list(settings.disk_mounts) or data_mounts(Path("/proc/mounts").read_text())
-    usage: dict[str, float | str] = {}
-    for mount in mounts:
-        try:
-            stat = os.statvfs(mount)
-        except OSError as error:
-            usage[mount] = f"cannot check ({error.strerror})"
-            continue
-        usage[mount] = used_percent(stat.f_blocks, stat.f_bfree, stat.f_bavail)
-    return disk_result(usage, settings.disk_max_percent)
+    try:
+        sizes = prometheus_vector(settings, f"node_filesystem_size_bytes{{{DISK_SELECTOR}}}")
+        free = by_mount(prometheus_vector(settings, f"node_filesystem_free_bytes{{{DISK_SELECTOR}}}"))
+        available = by_mount(prometheus_vector(settings, f"node_filesystem_avail_bytes{{{DISK_SELECTOR}}}"))
+    except PrometheusDown as error:
+        return Result("disk", FAIL, str(error))
+    return disk_result(disk_usage(sizes, free, available, settings.disk_mounts), settings.disk_max_percent)
+
+
+def backup_sets(settings: Settings) -> list[str]:
+    """Names of the complete sets (a manifest written last) in the backup directory."""
+    root = Path(settings.backup_dir)
+    if not root.is_dir():
+        return []
+    return [entry.name for entry in root.iterdir() if (entry / "manifest.json").is_file()]
+
+
+def backup_timer(settings: Settings) -> BackupTimer:
+    service = settings.backup_timer.removesuffix(".timer") + ".service"
+    timer_properties = ("ActiveState", "LastTriggerUSec", "NextElapseUSecRealtime")
+    return backup_timer_state(
+        systemctl("show", *(f"--property={name}" for name in timer_properties), settings.backup_timer),
+        systemctl("show", "--property=ExecMainStartTimestampMonotonic", service),
+    )
 
 
 def check_backup(settings: Settings) -> Result:
-    root = Path(settings.backup_dir)
-    sets = (
-        [entry.name for entry in root.iterdir() if (entry / "manifest.json").is_file()]
-        if root.is_dir()
-        else []
-    )
-    timer = None
-    if not sets:
-        service = settings.backup_timer.removesuffix(".timer") + ".service"
-        timer_properties = ("ActiveState", "LastTriggerUSec", "NextElapseUSecRealtime")
-        timer = backup_timer_state(
-            systemctl("show", *(f"--property={name}" for name in timer_properties), settings.backup_timer),
-            systemctl("show", "--property=ExecMainStartTimestampMonotonic", service),
-        )
+    sets = backup_sets(settings)
+    timer = None if sets else backup_timer(settings)
     return backup_result(
         sets, dt.datetime.now(dt.UTC), settings.backup_max_age_hours, settings.backup_dir, timer
     )
@@ -628,20 +628,16 @@ def systemctl(*args: str) -> str:
 
 
 def check_wal(settings: Settings) -> Result:
-    """Ask the local cluster over its socket, as postgres (the check runs as root)."""
-    if shutil.which("psql") is None or shutil.which("runuser") is None:
-        return Result("wal", SKIP, "not checked: no PostgreSQL on this host")
-    done = subprocess.run(
-        ["runuser", "-u", "postgres", "--", "psql", "-XAtq", "-d", "postgres", "-c", WAL_SQL],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=15,
-        cwd="/",
-    )
-    if done.returncode != 0:
-        return Result("wal", WARN, f"could not ask PostgreSQL: {(done.stderr or done.stdout).strip()}")
-    return wal_result(done.stdout, settings.wal_max_waiting)
+    try:
+        up = prometheus_value(settings, 'pg_up{job="postgres"}')
+        values = {
+            name: prometheus_value(settings, f'toolkit_pg_archiver_{name}{{job="postgres"}}')
+            for name in WAL_METRICS
+        }
+    except PrometheusDown as error:
+        return Result("wal", FAIL, str(error))
+    archiver = {name: value for name, value in values.items() if value is not None}
+    return wal_result(up, archiver, settings.wal_max_waiting)
 
 
 def check_drill(settings: Settings) -> Result:
@@ -731,22 +727,10 @@ def run_checks(settings: Settings, names: list[str]) -> list[Result]:
 
 def backup_state(settings: Settings) -> tuple[float, bool]:
     """The newest complete set's start (Unix time, 0 for none) and whether the timer is yet to run."""
-    root = Path(settings.backup_dir)
-    sets = (
-        [entry.name for entry in root.iterdir() if (entry / "manifest.json").is_file()]
-        if root.is_dir()
-        else []
-    )
-    times = sorted(moment for moment in map(set_time, sets) if moment is not None)
+    times = sorted(moment for moment in map(set_time, backup_sets(settings)) if moment is not None)
     if times:
         return times[-1].timestamp(), False
-    service = settings.backup_timer.removesuffix(".timer") + ".service"
-    timer_properties = ("ActiveState", "LastTriggerUSec", "NextElapseUSecRealtime")
-    timer = backup_timer_state(
-        systemctl("show", *(f"--property={name}" for name in timer_properties), settings.backup_timer),
-        systemctl("show", "--property=ExecMainStartTimestampMonotonic", service),
-    )
-    return 0.0, timer.pending
+    return 0.0, backup_timer(settings).pending
 
 
 def write_textfile(settings: Settings, path: Path) -> None:
