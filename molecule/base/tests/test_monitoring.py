@@ -306,7 +306,7 @@ def test_logrotate_rotates_on_a_timer(host) -> None:
         ({"monitoring_api_url": "ftp://example.org/health"}, "monitoring_api_url must be an http(s) URL"),
         ({"monitoring_checks": ["disk", "dsik"]}, "monitoring_checks"),
         ({"alerting_webhook_url": "ntfy.sh/topic"}, "alerting_webhook_url must be an http(s) URL"),
-        ({"monitoring_prometheus_enabled": False}, "has disk, alerts, which read Prometheus"),
+        ({"monitoring_prometheus_enabled": False}, "monitoring_checks has alerts, disk, which read"),
     ],
 )
 def test_bad_variable_fails_before_any_change(
