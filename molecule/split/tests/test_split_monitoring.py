@@ -1,10 +1,10 @@
 """Monitoring in the two-host layout: each host watches its own part, and a dead LLM provider on the
 app host reaches the alert channel once, and once RESOLVED when it answers again.
 
-The app host's worker tries OpenAI's API first, at a port nothing listens on (group_vars/vps/split.yml),
-then the offline OCR: every receipt is still read, and after 5 failed calls the provider's circuit
-opens, which the worker's metrics show and Prometheus alerts on (ProviderCircuitOpen). Then an
-OpenAI-compatible stand-in starts at that address in each worker's container: the circuit's next
+The app host's worker tries OpenAI's API first, at a port of the app host nothing listens on
+(group_vars/vps/split.yml), then the offline OCR: every receipt is still read, and after 5 failed
+calls the provider's circuit opens, which the worker's metrics show and Prometheus alerts on
+(ProviderCircuitOpen). Then an OpenAI-compatible stand-in starts at that address: each circuit's next
 probe succeeds and closes it, and the alert resolves.
 """
 
@@ -16,7 +16,7 @@ import time
 
 import pytest
 import testinfra
-from conftest import Client, prometheus_api, prometheus_query, unique_photo, wait_for, webhook_posts
+from conftest import Client, prometheus_api, prometheus_query, resolve, unique_photo, wait_for, webhook_posts
 from test_split import DB_HOST
 
 
@@ -44,10 +44,13 @@ def test_each_host_scrapes_its_own_part(host, db) -> None:
     assert prometheus_query(host, "toolkit_jobs_queued")
 
 
-# The provider back: an OpenAI-compatible chat-completions answer (what the app parses), on the
-# address the worker is configured with (Docker lets any user bind low ports in a container).
+# The provider back: an OpenAI-compatible chat-completions answer (what the app parses), on the app
+# host's bridge address and the port OPENAI_BASE_URL names (split.yml). `docker exec` cannot enter a
+# container on these nested test hosts, so the stand-in runs on the host, where the provider's
+# address already points.
+PROVIDER_PORT = 8799
 _PROVIDER_BACK = """
-import http.server, json
+import http.server, json, sys
 ITEM = {"description": "Coffee", "quantity": "1", "unit_price": "12.34", "total": "12.34"}
 ANSWER = json.dumps({"store_name": "Provider back", "total": "12.34", "items": [ITEM]})
 class Handler(http.server.BaseHTTPRequestHandler):
@@ -60,7 +63,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
-http.server.HTTPServer(("127.0.0.1", 9), Handler).serve_forever()
+http.server.HTTPServer((sys.argv[1], int(sys.argv[2])), Handler).serve_forever()
 """
 
 
@@ -95,10 +98,12 @@ def test_a_dead_llm_provider_opens_its_circuit_alerts_once_and_resolves_when_it_
 
     # The provider answers again: each replica's next call after its circuit's reset time (60 s) is
     # the probe, which succeeds and closes the circuit; receipts are read by OpenAI again.
-    workers = host.check_output("docker ps --quiet --filter label=com.docker.compose.service=worker").split()
-    assert workers, "no worker container runs"
-    for worker in workers:
-        host.check_output(f"docker exec --detach {worker} python3 -c {shlex.quote(_PROVIDER_BACK)}")
+    address = resolve(host, "app_host_address")
+    host.check_output(f"printf %s {shlex.quote(_PROVIDER_BACK)} > /var/tmp/llm_provider.py")
+    host.run("systemctl stop test-llm-provider")
+    host.check_output(
+        f"systemd-run --unit test-llm-provider python3 /var/tmp/llm_provider.py {address} {PROVIDER_PORT}"
+    )
     providers = []
     deadline = time.monotonic() + 300
     while _open_circuits(host) and time.monotonic() < deadline:
@@ -114,3 +119,4 @@ def test_a_dead_llm_provider_opens_its_circuit_alerts_once_and_resolves_when_it_
 
     wait_for(resolved, 180, "ProviderCircuitOpen resolved at the webhook")
     assert len([post for post in fired() if not post["title"].startswith("RESOLVED ")]) == 1, fired()
+    host.run("systemctl stop test-llm-provider")
