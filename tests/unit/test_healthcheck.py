@@ -86,6 +86,7 @@ def test_disk_fails_above_the_threshold_and_names_the_mount() -> None:
     assert result.status == "FAIL"
     assert result.detail == "above 80%: /srv 81% (all: / 42%, /srv 81%)"
     assert hc.disk_result({"/": 80.0}, 80).status == "PASS"
+    assert hc.disk_result({}, 80).detail.startswith("not checked: the node exporter watches no file system")
 
 
 def test_disk_fails_on_a_mount_it_cannot_see() -> None:

@@ -140,8 +140,11 @@ def test_every_health_check_passes(host) -> None:
     run = host.run("toolkit-healthcheck")
     assert run.rc == 0, run.stdout + run.stderr
     lines = {line.split()[1]: line for line in run.stdout.splitlines() if line.split()}
-    for check in ("api", "postgres", "redis", "memory", "disk", "units"):
+    for check in ("api", "postgres", "redis", "memory", "units"):
         assert lines[check].startswith("PASS"), lines[check]
+    # The bench's node exporter leaves out the test host's mounts, which are the controller's disk
+    # (host_vars/_shared/bench.yml); the disk check's PASS and FAIL are proven in molecule/base.
+    assert lines["disk"].startswith("SKIP disk      not checked: the node exporter watches no file system")
     assert "http://127.0.0.1:8000/health/ready" in lines["api"], lines["api"]
     # Before the first 03:00 run: pending, not a failure (or a set already exists).
     backup = lines["backup"]
