@@ -222,8 +222,8 @@ def test_alerts_repeat_resolve_and_flap_apart_and_the_watchdog_reaches_the_dead_
     """A full disk and a stale backup fire together, each its own group: each reaches the webhook
     once, again after the repeat interval (1 min here), and once RESOLVED after its fix; meanwhile a
     failed unit flaps (fails, recovers, fails again) without re-sending either of them, and the
-    Watchdog reaches the dead man's switch every 20 s, never the alert channel. The times are the
-    listener's, so a slow poll here cannot make a test of Alertmanager's timing pass or fail."""
+    Watchdog reaches the dead man's switch again and again, never the alert channel. The times are
+    the listener's, so a slow poll here cannot make a test of Alertmanager's timing pass or fail."""
     host.check_output(f"rm -rf {BACKUP_DIR}/*")
     _make_backup_set(host, 30)
     host.run(f"dd if=/dev/zero of={SMALL_DISK}/fill bs=64k count=64")  # ENOSPC at 2 MB is expected
