@@ -3,6 +3,7 @@ and the metrics its timer writes for the node exporter."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import socket
@@ -324,13 +325,21 @@ class _Ready(BaseHTTPRequestHandler):
         return
 
 
+@contextlib.contextmanager
+def _serving(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
+    """An HTTP server with ``handler`` on a free loopback port, in a thread; yields its URL."""
+    server = HTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+
+
 @pytest.fixture
 def api() -> Iterator[str]:
-    server = HTTPServer(("127.0.0.1", 0), _Ready)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
+    with _serving(_Ready) as url:
+        yield url
 
 
 def test_api_check_reads_the_status(api: str) -> None:
@@ -457,12 +466,9 @@ class _Prometheus(BaseHTTPRequestHandler):
 @pytest.fixture
 def prometheus() -> Iterator[type[_Prometheus]]:
     handler = type("Answers", (_Prometheus,), {"ANSWERS": {}})
-    server = HTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    handler.url = f"http://127.0.0.1:{server.server_address[1]}"
-    yield handler
-    server.shutdown()
+    with _serving(handler) as url:
+        handler.url = url
+        yield handler
 
 
 def test_memory_disk_and_wal_are_read_from_prometheus(prometheus: type[_Prometheus]) -> None:
