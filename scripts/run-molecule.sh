@@ -8,6 +8,9 @@
 set -uo pipefail
 
 jobs=${MOLECULE_JOBS:-2}
+# Molecule wraps what it prints at the terminal's width, 80 columns without a terminal: a test id or
+# an Ansible message would be cut over several lines of the logs (and of the digest below).
+export COLUMNS=200
 logs=${MOLECULE_LOGS:-.local/molecule}
 mkdir -p "$logs"
 
@@ -72,6 +75,11 @@ done
 
 # A scenario that failed before its tests ran still counts as one failure.
 [ ${#broken[@]} -gt 0 ] && [ "$failed" -eq 0 ] && failed=${#broken[@]}
+# Why each failed, in a few lines (scripts/molecule_digest.py), last: the end of the output is
+# what a CI report keeps.
+for name in "${broken[@]}"; do
+  python3 scripts/molecule_digest.py "$logs/$name.log" | sed "s/^/molecule $name: /"
+done
 echo "molecule: $passed passed, $failed failed, $skipped skipped"
 if [ ${#broken[@]} -gt 0 ]; then
   echo "molecule: failed scenarios: ${broken[*]}"
