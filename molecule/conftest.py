@@ -485,6 +485,7 @@ def ssh_login(
 # Scenarios point alerting_webhook_url at http://127.0.0.1:8766/toolkit-alerts (molecule/base).
 WEBHOOK_PORT = 8766
 WEBHOOK_RECORD = "/var/tmp/webhook-posts.jsonl"
+ALERT_PATH = "/toolkit-alerts"
 _WEBHOOK_SERVER = """
 import http.server, json, time
 
@@ -506,12 +507,15 @@ http.server.HTTPServer(("127.0.0.1", {port}), Handler).serve_forever()
 """
 
 
-def webhook_posts(host: object) -> list[dict[str, str]]:
-    """The POSTs the webhook receiver recorded, oldest first (title, priority, body, path)."""
+def webhook_posts(host: object, path: str | None = ALERT_PATH) -> list[dict[str, str]]:
+    """The POSTs the webhook receiver recorded to ``path`` (the alert channel by default; None: all),
+    oldest first (title, priority, body, path). The base scenario's Watchdog posts to /deadman on the
+    same receiver every 20 s, whichever test is running."""
     record = host.file(WEBHOOK_RECORD)  # type: ignore[attr-defined]
     if not record.exists:
         return []
-    return [json.loads(line) for line in record.content_string.splitlines()]
+    posts = [json.loads(line) for line in record.content_string.splitlines()]
+    return [post for post in posts if path is None or post["path"] == path]
 
 
 @pytest.fixture
