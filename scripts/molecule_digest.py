@@ -3,9 +3,9 @@ after the scenario's tail, so the end of CI's output names the cause).
 
     python3 scripts/molecule_digest.py .local/molecule/production.log
 
-Prints the action that failed, then what failed in it: the tasks the idempotence step found changed
-(with their hosts), Ansible's failed tasks (not those it was told to ignore) with the start of their
-message, and pytest's FAILED and ERROR lines.
+Prints the action that failed, then what failed in it: the tasks and handlers the idempotence step
+changed (with their hosts and loop items), Ansible's failed tasks (not those it was told to ignore)
+with the start of their message, and pytest's FAILED and ERROR lines.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ _BAR = re.compile(r"^\s*│ ?")
 _ACTION = re.compile(r"➜ (\w+): Executing$")
 _FATAL = re.compile(r"^(fatal|failed): \[([^\]]+)\]")
 _HEADER = re.compile(r"^(TASK|RUNNING HANDLER) \[(.*)\]")
+_CHANGED = re.compile(r"^changed: \[([^\]]+)\]( => \(item=.*\))?")
 _PYTEST = re.compile(r"^(FAILED|ERROR) \S+::")
 MESSAGE_CHARS = 300
 
@@ -40,11 +41,28 @@ def failed_action(lines: list[str]) -> str | None:
 
 
 def non_idempotent(lines: list[str]) -> list[str]:
-    """Molecule's own list of the tasks the second converge changed."""
-    for number, line in enumerate(lines):
-        if "Idempotence test failed because of the following tasks" in line:
-            return [item for item in lines[number + 1 :] if item.startswith("* ")]
-    return []
+    """What the second converge changed, as 'task [host]': read from the idempotence step's own
+    output, handlers included (Molecule's list files a handler's change under the task before it)."""
+    changed: list[str] = []
+    inside = False
+    header = "?"
+    for line in lines:
+        action = _ACTION.search(line)
+        if action:
+            inside = action.group(1) == "idempotence"
+            continue
+        if not inside:
+            continue
+        match = _HEADER.match(line)
+        if match:
+            header = match.group(2) if match.group(1) == "TASK" else f"handler {match.group(2)}"
+            continue
+        result = _CHANGED.match(line)
+        if result:
+            item = f"{header} [{result.group(1)}]{result.group(2) or ''}"
+            if item not in changed:
+                changed.append(item)
+    return changed
 
 
 def _block(lines: list[str], start: int) -> list[str]:
@@ -86,7 +104,7 @@ def digest(text: str) -> list[str]:
     tasks = failed_tasks(lines)
     out = [f"failed at: {action or 'destroy or create'}"]
     if changed:
-        out += ["changed on the second converge:", *(f"  {item}" for item in changed)]
+        out += [f"changed on the second converge: {item}" for item in changed]
     out += [f"task failed: {item}" for item in tasks]
     out += [f"test {item}" for item in tests]
     return out

@@ -23,22 +23,31 @@ production ➜ idempotence: Executed: Successful
 """
 
 
-def test_an_idempotence_failure_names_each_changed_task_and_host() -> None:
+def test_an_idempotence_failure_names_each_changed_task_and_handler_with_its_host() -> None:
     log = (
         START
         + "INFO     production ➜ idempotence: Executing\n"
+        + "  │ TASK [hardening : Turn on sysstat's resource history] ***\n"
+        + "  │ ok: [production-debian13]\n"
+        + "  │ \x1b[0;33mchanged: [production-debian12]\x1b[0m\n"
         + "  │ TASK [hardening : Install the daily AIDE check] ***\n"
-        + "  │ \x1b[0;33mchanged: [production-debian12] => (item=toolkit-aide-check.timer)\x1b[0m\n"
+        + "  │ ok: [production-debian12] => (item=toolkit-aide-check.service)\n"
+        + "  │ changed: [production-debian12] => (item=toolkit-aide-check.timer)\n"
+        + "  │ RUNNING HANDLER [hardening : Restart sysstat] ***\n"
+        + "  │ changed: [production-debian12]\n"
+        + "  │ PLAY RECAP ***\n"
+        + "  │ production-debian12 : ok=500 changed=3 unreachable=0 failed=0\n"
         + "CRITICAL Idempotence test failed because of the following tasks:\n"
         + "* [production-debian12] => hardening : Install the daily AIDE check\n"
-        + "* [production-debian13] => monitoring : Start Prometheus\n"
         + CLEANUP
     )
     assert digest(log) == [
         "failed at: idempotence",
-        "changed on the second converge:",
-        "  * [production-debian12] => hardening : Install the daily AIDE check",
-        "  * [production-debian13] => monitoring : Start Prometheus",
+        "changed on the second converge: hardening : Turn on sysstat's resource history"
+        " [production-debian12]",
+        "changed on the second converge: hardening : Install the daily AIDE check [production-debian12]"
+        " => (item=toolkit-aide-check.timer)",
+        "changed on the second converge: handler hardening : Restart sysstat [production-debian12]",
     ]
 
 
