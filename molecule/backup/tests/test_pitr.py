@@ -132,7 +132,10 @@ def test_the_drill_restores_each_repository_in_turn_and_proves_every_table_while
         records = []
         for _ in range(2):
             before = int(_psql(host, "SELECT count(*) FROM drill_marks"))
-            host.check_output("systemctl start toolkit-pitr-drill.service")
+            drill = host.run("systemctl start toolkit-pitr-drill.service")
+            assert drill.rc == 0, host.run(
+                f"journalctl -u toolkit-pitr-drill.service --since '{since}' -n 60 --no-pager -o cat"
+            ).stdout
             record = json.loads(host.file("/var/lib/toolkit-backup/last-pitr-drill.json").content_string)
             assert record["ok"] is True, record
             assert record["contents"] == "equal"
