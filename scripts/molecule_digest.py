@@ -103,8 +103,7 @@ def digest(text: str) -> list[str]:
     changed = non_idempotent(lines)
     tasks = failed_tasks(lines)
     out = [f"failed at: {action or 'destroy or create'}"]
-    if changed:
-        out += [f"changed on the second converge: {item}" for item in changed]
+    out += [f"changed on the second converge: {item}" for item in changed]
     out += [f"task failed: {item}" for item in tasks]
     out += [f"test {item}" for item in tests]
     return out
